@@ -1,0 +1,3 @@
+"""Octopus: distributed task orchestration in one file."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,215 @@
+"""The agent: heartbeats, waiting for work, running it, reporting results.
+
+Three loops, each on its own thread and its own connection, each built from
+one step method (``heartbeat``, ``poll``, ``report``) that tests can call.
+"""
+import logging
+import os
+import platform
+import random
+import socket
+import threading
+import urllib.parse
+
+from octopus import __version__
+from octopus.agent.client import ServerClient, ServerError, Unreachable
+from octopus.agent.plugins import PluginCache, PluginError
+from octopus.agent.runner import Runner
+
+log = logging.getLogger("octopus.agent")
+
+REPORT_BATCH = 200
+BACKOFF_CAP = 30.0
+
+
+class Backoff:
+    """Exponential backoff with full jitter: spreads reconnecting agents out."""
+
+    def __init__(self, base=0.5, cap=BACKOFF_CAP, rand=random.random):
+        self._base, self._cap, self._rand = base, cap, rand
+        self._failures = 0
+
+    def next_delay(self):
+        delay = min(self._cap, self._base * (2 ** self._failures)) * (0.5 + self._rand() / 2)
+        self._failures = min(self._failures + 1, 16)
+        return delay
+
+    def reset(self):
+        self._failures = 0
+
+
+class Agent:
+    def __init__(self, config, token):
+        self.config = config
+        self.name = config.CLIENT_ID or socket.gethostname()
+        self._token = token
+        home = config.path("agent")
+        self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
+        self._runner = Runner(os.path.join(home, "tmp"), self._on_done)
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._cond = threading.Condition()
+        self._running = {}    # run id -> task id
+        self._pending = []    # finished results not yet acknowledged
+        self._digest = None
+        self._threads = []
+
+    def _client(self, timeout=30.0):
+        return ServerClient(self.config.SERVER_URL, self._token, timeout)
+
+    # -- steps --------------------------------------------------------------
+
+    def heartbeat(self, client):
+        reply = client.request("POST", "/heartbeat", {
+            "client": self.name, "hostname": socket.gethostname(), "ip": self._address(),
+            "version": __version__, "concurrency": self.config.CONCURRENCY,
+            "python": platform.python_version(), "running": sorted(self._running)})
+        if reply.get("plugins") != self._digest:
+            self._digest = self._plugins.sync()
+        return reply
+
+    def poll(self, client, wait):
+        """Ask for as many runs as there are free slots; start them."""
+        with self._cond:
+            free = self.config.CONCURRENCY - len(self._running)
+            running = len(self._running)
+        if free <= 0:
+            return None
+        reply = client.request("POST", "/agent/work", {
+            "client": self.name, "capacity": free, "running": running, "wait": wait},
+            timeout=wait + 15)
+        for run in reply["runs"]:
+            self._start(run)
+        return reply
+
+    def report(self, client):
+        """Send finished results; returns how many the server acknowledged."""
+        with self._cond:
+            batch = self._pending[:REPORT_BATCH]
+        if not batch:
+            return 0
+        reply = client.request("POST", "/agent/results", {"client": self.name, "results": batch})
+        done = set(reply["acked"])
+        for item in reply["rejected"]:
+            log.warning("Server refused the result of run %s: %s", item["id"], item["reason"])
+            done.add(item["id"])
+        with self._cond:
+            self._pending = [r for r in self._pending if r["id"] not in done]
+        return len(reply["acked"])
+
+    # -- runs ---------------------------------------------------------------
+
+    def _start(self, run):
+        log.info("Task assignment received: task %s run %d (%s.%s)", run["task_id"], run["id"],
+                 run["plugin"], run["action"])
+        with self._cond:
+            self._running[run["id"]] = run["task_id"]
+        try:
+            path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
+        except (PluginError, ServerError, Unreachable) as e:
+            self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
+                           "result": {"error": {"type": "PluginUnavailable", "message": str(e),
+                                                "traceback": ""}}})
+            return
+        self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
+
+    def _on_done(self, msg):
+        result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
+        with self._cond:
+            self._running.pop(msg["id"], None)
+            self._pending.append(result)
+            self._cond.notify_all()
+        log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
+
+    def _address(self):
+        """The local address this host reaches the server from (no packet is sent)."""
+        host = urllib.parse.urlsplit(self.config.SERVER_URL).hostname
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((socket.gethostbyname(host), 9))
+                return s.getsockname()[0]
+        except OSError:
+            return None
+
+    # -- loops --------------------------------------------------------------
+
+    def _heartbeat_loop(self):
+        client, interval, backoff = self._client(), self.config.HEARTBEAT_INTERVAL, Backoff()
+        delay = 0
+        while not self._stop.wait(delay):
+            try:
+                self.heartbeat(client)
+                if not self._connected.is_set():
+                    log.info("Agent %s connected to %s", self.name, self.config.SERVER_URL)
+                    self._connected.set()
+                backoff.reset()
+                delay = interval
+            except (Unreachable, ServerError) as e:
+                # Until the first heartbeat lands, retry sooner than the interval.
+                delay = interval if self._connected.is_set() else min(interval, backoff.next_delay())
+                log.warning("Heartbeat failed: %s; next in %.1fs", e, delay)
+
+    def _poll_loop(self):
+        client, backoff = self._client(), Backoff()
+        wait = 25.0
+        # The server learns of this agent from its heartbeat: ask for work after it.
+        while not self._connected.wait(0.5):
+            if self._stop.is_set():
+                return
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop.is_set()
+                                    or len(self._running) < self.config.CONCURRENCY)
+            if self._stop.is_set():
+                return
+            try:
+                reply = self.poll(client, wait)
+                backoff.reset()
+            except (Unreachable, ServerError) as e:
+                delay = backoff.next_delay()
+                log.warning("Asking for work failed (%s); retrying in %.1fs", e, delay)
+                self._stop.wait(delay)
+                continue
+            if reply is not None and not reply["runs"] and not reply["waited"]:
+                self._stop.wait(self.config.TASK_CHECK_INTERVAL)  # server is at its waiter cap
+
+    def _report_loop(self):
+        client, backoff = self._client(), Backoff(base=self.config.RETRY_DELAY or 0.5)
+        attempts = 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stop.is_set())
+                if not self._pending:
+                    return
+            try:
+                self.report(client)
+                attempts = 0
+                backoff.reset()
+            except (Unreachable, ServerError) as e:
+                attempts += 1
+                delay = (self.config.RETRY_DELAY if attempts <= self.config.MAX_RETRY_ATTEMPTS
+                         else backoff.next_delay())
+                log.warning("Reporting %d results failed (%s); retry %d in %.1fs",
+                            len(self._pending), e, attempts, delay)
+                if self._stop.wait(delay):
+                    return
+
+    def start(self):
+        os.makedirs(self.config.path("agent"), exist_ok=True)
+        self._runner.start()
+        for target in (self._heartbeat_loop, self._poll_loop, self._report_loop):
+            thread = threading.Thread(target=target, name="agent" + target.__name__, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout=5.0):
+        """Stop asking for work, stop running runs, send what can be sent."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._runner.close()
+        try:
+            self.report(self._client(timeout=timeout))
+        except (Unreachable, ServerError) as e:
+            log.warning("Could not report %d results before stopping: %s", len(self._pending), e)
+        log.info("Agent %s stopped", self.name)

@@ -1,0 +1,70 @@
+"""The agent's plugin cache: downloaded from the server, checked by sha256.
+
+Files are stored as ``<name>.py`` in the cache folder and replaced atomically,
+so a run never sees half a file.
+"""
+import hashlib
+import logging
+import os
+import threading
+
+from octopus.plugins import valid_name
+
+log = logging.getLogger("octopus.agent")
+
+
+class PluginError(Exception):
+    pass
+
+
+class PluginCache:
+    def __init__(self, folder, client):
+        self.folder = folder
+        self._client = client
+        self._lock = threading.RLock()  # also guards the client, shared by threads
+        self._known = {}  # name -> sha256 of the file on disk
+        os.makedirs(folder, exist_ok=True)
+        self._scan()
+
+    def _scan(self):
+        for entry in os.scandir(self.folder):
+            name = entry.name[:-3]
+            if entry.name.endswith(".py") and valid_name(name):
+                with open(entry.path, "rb") as f:
+                    self._known[name] = hashlib.sha256(f.read()).hexdigest()
+
+    def path(self, name):
+        return os.path.join(self.folder, name + ".py")
+
+    def sync(self):
+        """Fetch every plugin the server lists that is missing or changed here."""
+        with self._lock:
+            listing = self._client.request("GET", "/plugins")
+            for plugin in listing["plugins"]:
+                try:
+                    self.ensure(plugin["name"], plugin["sha256"])
+                except PluginError as e:
+                    log.error("%s", e)
+            return listing.get("digest")
+
+    def ensure(self, name, sha256):
+        """Path of plugin ``name`` with checksum ``sha256``, downloading it if needed."""
+        if not valid_name(name):
+            raise PluginError("Plugin name %r refused: not an identifier" % (name,))
+        with self._lock:
+            if sha256 is None or self._known.get(name) != sha256:
+                self._download(name, sha256)
+            return self.path(name)
+
+    def _download(self, name, expected):
+        source, _ = self._client.request("GET", "/plugins/" + name, raw=True)
+        actual = hashlib.sha256(source).hexdigest()
+        if expected is not None and actual != expected:
+            raise PluginError("Plugin %s refused: sha256 %s does not match the server's %s"
+                              % (name, actual[:12], expected[:12]))
+        tmp = self.path(name) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(source)
+        os.replace(tmp, self.path(name))
+        self._known[name] = actual
+        log.info("Plugin %s loaded (sha256 %s)", name, actual[:12])

@@ -1,0 +1,102 @@
+"""The agent's side of the run launcher (see zygote.py)."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger("octopus.agent")
+
+# The folder that holds the octopus package: a checkout, site-packages, or the
+# zipapp's extracted copy.  The launcher needs only it and the stdlib.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+_ORIGINAL_PYTHONPATH = "OCTOPUS_ORIGINAL_PYTHONPATH"
+
+
+class Runner:
+    """Starts runs in the launcher process and calls ``on_done(msg)`` as they finish."""
+
+    def __init__(self, workdir, on_done, output_limit=1 << 20):
+        self._workdir = workdir
+        self._on_done = on_done
+        self._output_limit = output_limit
+        self._lock = threading.Lock()
+        self._proc = None
+        self._active = set()
+        self._closing = False
+
+    def start(self):
+        env = dict(os.environ)
+        env[_ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = _PACKAGE_ROOT
+        code = ("import os; p = os.environ.pop(%r);\n"
+                "os.environ.pop('PYTHONPATH');\n"
+                "p and os.environ.__setitem__('PYTHONPATH', p)\n"
+                "from octopus.agent.zygote import main; main()" % _ORIGINAL_PYTHONPATH)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, self._workdir],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+        reader = threading.Thread(target=self._read, args=(self._proc,), name="runner-reader",
+                                  daemon=True)
+        reader.start()
+        log.info("Run launcher started (pid %d)", self._proc.pid)
+
+    def submit(self, run_id, path, action, args, kwargs):
+        self._send({"op": "run", "id": run_id, "path": path, "action": action, "args": args,
+                    "kwargs": kwargs, "output_limit": self._output_limit}, run_id)
+
+    def kill(self, run_id, grace=5.0):
+        self._send({"op": "kill", "id": run_id, "grace": grace})
+
+    def _send(self, msg, new_run=None):
+        line = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            if new_run is not None:
+                self._active.add(new_run)
+            try:
+                self._proc.stdin.write(line)
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                log.error("Run launcher is gone; its reader restarts it")
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            msg = json.loads(line)
+            with self._lock:
+                self._active.discard(msg["id"])
+            self._on_done(msg)
+        proc.wait()
+        self._launcher_died(proc)
+
+    def _launcher_died(self, proc):
+        """Fail the runs it held and start a new one, unless we are closing."""
+        with self._lock:
+            lost, self._active = self._active, set()
+            closing = self._closing
+        for run_id in lost:
+            self._on_done({"op": "done", "id": run_id, "status": "failed", "output": "",
+                           "duration": 0.0, "result": {"error": {
+                               "type": "LauncherDied", "traceback": "",
+                               "message": "the agent's run launcher exited (code %s)"
+                                          % proc.returncode}}})
+        if not closing:
+            log.error("Run launcher exited with code %s; restarting it", proc.returncode)
+            self.start()
+
+    def close(self):
+        """Stop the launcher; runs still going are killed with it."""
+        with self._lock:
+            self._closing = True
+            proc = self._proc
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,144 @@
+"""Command line: ``--server``, ``--agent``, or both in one process."""
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from octopus import __version__, config as settings
+from octopus.config import ConfigError
+
+log = logging.getLogger("octopus")
+
+FLAG_SETTINGS = {"host": "SERVER_HOST", "port": "SERVER_PORT", "data_dir": "DATA_DIR",
+                 "server_url": "SERVER_URL", "name": "CLIENT_ID"}
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="octopus.pyz",
+        description="Octopus: a task server and its agents in one file.",
+        epilog="Every setting can also come from a config file (--config) or the environment "
+               "(OCTOPUS_<NAME>); run --help-settings to list them.")
+    p.add_argument("--server", action="store_true", help="run the server (API and dashboard)")
+    p.add_argument("--agent", action="store_true",
+                   help="run an agent; with --server, a local agent in the same process")
+    p.add_argument("--host", help="address to listen on (SERVER_HOST)")
+    p.add_argument("--port", help="port to listen on (SERVER_PORT)")
+    p.add_argument("--data-dir", help="folder for database, logs and tokens (DATA_DIR)")
+    p.add_argument("--server-url", help="server the agent connects to (SERVER_URL)")
+    p.add_argument("--name", help="this agent's name (CLIENT_ID)")
+    p.add_argument("--config", help="file of NAME = value lines (default: $OCTOPUS_CONFIG)")
+    p.add_argument("--help-settings", action="store_true", help="list every setting and exit")
+    p.add_argument("--version", action="version", version="octopus " + __version__)
+    return p
+
+
+def main(argv):
+    args = parser().parse_args(argv)
+    if args.help_settings:
+        for title, table in (("Server", settings.SERVER_SETTINGS), ("Agent", settings.AGENT_SETTINGS)):
+            print("%s settings\n\n%s\n" % (title, settings.help_table(table)))
+        return 0
+    if not (args.server or args.agent):
+        parser().print_usage(sys.stderr)
+        sys.stderr.write("octopus.pyz: say --server, --agent or both\n")
+        return 2
+    try:
+        return _run(args)
+    except ConfigError as e:
+        sys.stderr.write("octopus: %s\n" % e)
+        return 2
+
+
+def _load(args, table):
+    flags = {FLAG_SETTINGS[k]: v for k, v in vars(args).items() if k in FLAG_SETTINGS and v is not None}
+    config_file = args.config or os.environ.get(settings.ENV_PREFIX + "CONFIG")
+    file_values = settings.read_file(config_file) if config_file else None
+    return settings.load(table, file_values, os.environ, flags)
+
+
+def _run(args):
+    server_config = _load(args, settings.SERVER_SETTINGS) if args.server else None
+    agent_config = _load(args, settings.AGENT_SETTINGS) if args.agent else None
+    server = agent = None
+    if args.server:
+        server = _start_server(server_config)
+    if args.agent:
+        agent = _start_agent(agent_config, server, args)
+    stop = threading.Event()
+    _on_signals(server, stop)
+    try:
+        if server is not None:
+            server.serve()
+        else:
+            stop.wait()
+    finally:
+        if agent is not None:
+            agent.stop()
+    return 0
+
+
+def _start_server(config):
+    try:
+        from octopus.server.run import Server
+    except ImportError as e:  # a pyz without the binding for this Python
+        raise ConfigError("server mode needs falcon, waitress and apsw for Python %d.%d: %s"
+                          % (sys.version_info[:2] + (e,)))
+    _check_apsw()
+    try:
+        return Server(config)
+    except OSError as e:
+        raise ConfigError("cannot start the server on %s:%s: %s"
+                          % (config.SERVER_HOST, config.SERVER_PORT, e.strerror or e))
+
+
+def _check_apsw():
+    # A pyz built without this Python's binding imports apsw as an empty
+    # namespace package; catch it here rather than deep in a request.
+    import apsw
+
+    if not hasattr(apsw, "Connection"):
+        raise ConfigError("this octopus.pyz has no SQLite binding (apsw) for Python %d.%d; "
+                          "use CPython 3.9-3.13" % sys.version_info[:2])
+
+
+def _start_agent(config, server, args):
+    from octopus import logs
+    from octopus.agent.core import Agent
+
+    logs.setup(config, ("octopus.agent",), config.LOG_FILE)
+    if server is not None:
+        token = server.agent_token
+        if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):
+            host = server.config.SERVER_HOST
+            host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+            config.SERVER_URL = "http://%s:%d" % (host, server.port)
+    else:
+        token = config.AGENT_TOKEN or _read_token(config.path("agent.token"))
+    if not token:
+        raise ConfigError("no agent token: set OCTOPUS_AGENT_TOKEN to the server's agent token "
+                          "(the server writes it to DATA_DIR/agent.token)")
+    agent = Agent(config, token)
+    agent.start()
+    return agent
+
+
+def _read_token(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _on_signals(server, stop):
+    def handler(signum, frame):
+        log.info("Signal %d received: stopping", signum)
+        stop.set()
+        if server is not None:
+            raise SystemExit(0)  # makes waitress's loop return
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)

@@ -1,0 +1,222 @@
+"""Settings: one table per role drives validation, ``--help`` and docs.
+
+Precedence, lowest first: defaults < config file < environment
+``OCTOPUS_<NAME>`` < command-line flags.  A bad value raises ConfigError with
+one line naming the setting and what it accepts.
+"""
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ENV_PREFIX = "OCTOPUS_"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _int(low=None, high=None):
+    def parse(text):
+        value = int(str(text).strip())
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError
+        return value
+
+    if low is not None and high is not None:
+        parse.accepts = "an integer from %d to %d" % (low, high)
+    elif low is not None:
+        parse.accepts = "an integer >= %d" % low
+    else:
+        parse.accepts = "an integer"
+    return parse
+
+
+def _float(low=0.0):
+    def parse(text):
+        value = float(str(text).strip())
+        if value != value or value < low or value == float("inf"):
+            raise ValueError
+        return value
+
+    parse.accepts = "a number >= %g" % low
+    return parse
+
+
+def _bool(text):
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+_bool.accepts = "true or false"
+
+
+def _choice(*options):
+    def parse(text):
+        value = str(text).strip().upper()
+        if value not in options:
+            raise ValueError
+        return value
+
+    parse.accepts = "one of " + ", ".join(options)
+    return parse
+
+
+def _text(text):
+    return str(text).strip()
+
+
+_text.accepts = "text"
+
+
+def _url(text):
+    value = str(text).strip().rstrip("/")
+    if not (value.startswith("http://") or value.startswith("https://")) or len(value) < 9:
+        raise ValueError
+    return value
+
+
+_url.accepts = "an http:// or https:// URL"
+
+
+def _name(text):
+    value = str(text).strip()
+    if not value or len(value) > 128 or any(c.isspace() or c in "/\\" for c in value):
+        raise ValueError
+    if value in ("ALL", "Anyone"):
+        raise ValueError
+    return value
+
+
+_name.accepts = "1-128 characters without spaces or slashes, not ALL or Anyone"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable
+    help: str
+    secret: bool = False
+
+
+_LOG_LEVEL = _choice("DEBUG", "INFO", "WARNING", "ERROR")
+_CPUS = os.cpu_count() or 1
+
+COMMON_SETTINGS = [
+    Setting("DATA_DIR", "./octopus-data", _text,
+            "Folder for the database, logs, generated tokens and the agent's plugin cache."),
+    Setting("LOG_LEVEL", "INFO", _LOG_LEVEL, "DEBUG, INFO, WARNING or ERROR."),
+    Setting("LOG_MAX_SIZE", 10 * 1024 * 1024, _int(1024), "Bytes before a log file rotates."),
+    Setting("LOG_BACKUP_COUNT", 5, _int(0, 1000), "Rotated log files kept."),
+]
+
+SERVER_SETTINGS = COMMON_SETTINGS + [
+    Setting("SERVER_HOST", "0.0.0.0", _text, "Address the server listens on."),
+    Setting("SERVER_PORT", 8000, _int(0, 65535), "Port the server listens on (0 picks a free one)."),
+    Setting("DEBUG_MODE", False, _bool, "Log at DEBUG and include tracebacks of server errors in the log."),
+    Setting("DB_FILE", "", _text, "SQLite database file; empty means DATA_DIR/octopus.db."),
+    Setting("CLIENT_TIMEOUT", 30, _int(1), "Seconds without a heartbeat before an agent counts as offline."),
+    Setting("HEARTBEAT_CLEANUP_INTERVAL", 60, _int(1), "Seconds between sweeps for agents that went silent."),
+    Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is offered to agents."),
+    Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes."),
+    Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
+    Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token.", secret=True),
+    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token.", secret=True),
+    Setting("PLUGINS_DIR", "", _text, "Folder of plugin modules; empty means the plugins bundled with Octopus."),
+    Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),
+    Setting("MAX_WAITERS", 256, _int(0, 10000), "Agents allowed to hold a long-poll for work at once; others poll."),
+    Setting("LONG_POLL_TIMEOUT", 25, _int(1, 300), "Longest time a waiting agent is held before it asks again."),
+]
+
+AGENT_SETTINGS = COMMON_SETTINGS + [
+    Setting("SERVER_URL", "http://localhost:8000", _url, "Where the agent finds its server."),
+    Setting("CLIENT_ID", "", _text, "This agent's name; empty means the host name."),
+    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means read from DATA_DIR/agent.token.", secret=True),
+    Setting("HEARTBEAT_INTERVAL", 10, _int(1), "Seconds between heartbeats."),
+    Setting("TASK_CHECK_INTERVAL", 5, _int(1), "Seconds between asks for work when the server cannot hold a long-poll."),
+    Setting("MAX_RETRY_ATTEMPTS", 3, _int(0, 100), "Retries of a failed report before the agent waits and starts over."),
+    Setting("RETRY_DELAY", 2, _float(0), "Seconds between report retries."),
+    Setting("CONCURRENCY", _CPUS, _int(1, 1024), "Runs this agent executes at once (default: CPU count)."),
+    Setting("LOG_FILE", "logs/client.log", _text, "Agent log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
+]
+
+
+class Config:
+    """Resolved settings of one role, read as attributes (``config.SERVER_PORT``)."""
+
+    def __init__(self, settings, values):
+        self._settings = {s.name: s for s in settings}
+        self.__dict__.update(values)
+
+    def path(self, value):
+        """A path setting resolved against DATA_DIR."""
+        return os.path.abspath(os.path.join(self.DATA_DIR, os.path.expanduser(value)))
+
+    def public(self):
+        return {n: ("***" if s.secret and getattr(self, n) else getattr(self, n))
+                for n, s in self._settings.items()}
+
+
+def read_file(path):
+    """Read ``NAME = value`` lines; ``#`` starts a comment.  Same format as env files."""
+    values = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError("config file %s: %s" % (path, e.strerror or e))
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if name.startswith(ENV_PREFIX):
+            name = name[len(ENV_PREFIX):]
+        if not sep or not name:
+            raise ConfigError("config file %s line %d: expected NAME = value" % (path, number))
+        values[name] = value.strip().strip('"').strip("'")
+    return values
+
+
+def load(settings, file_values=None, environ=None, flags=None):
+    """Resolve ``settings`` from the layers; raise ConfigError on a bad value."""
+    environ = os.environ if environ is None else environ
+    known = {s.name for s in settings}
+    for name in (file_values or {}):
+        if name not in known and name not in _ALL_NAMES:
+            raise ConfigError("config file names an unknown setting %s" % name)
+    values = {}
+    for s in settings:
+        raw, source = s.default, None
+        for layer, label in ((file_values, "config file"), (environ, "environment"), (flags, "command line")):
+            key = s.name if layer is not environ else ENV_PREFIX + s.name
+            if layer and layer.get(key) is not None:
+                raw, source = layer[key], label
+        values[s.name] = raw if source is None else _parse(s, raw, source)
+    return Config(settings, values)
+
+
+def _parse(setting, raw, source):
+    try:
+        return setting.parse(raw)
+    except (ValueError, TypeError):
+        name = setting.name if source != "environment" else ENV_PREFIX + setting.name
+        raise ConfigError("%s=%r (from %s) is invalid: expected %s"
+                          % (name, str(raw), source, setting.parse.accepts))
+
+
+_ALL_NAMES = {s.name for s in SERVER_SETTINGS + AGENT_SETTINGS}
+
+
+def help_table(settings):
+    """Markdown table of settings, for --help-settings and the README."""
+    rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    for s in settings:
+        default = "(CPU count)" if s.name == "CONCURRENCY" else repr(s.default) if s.default != "" else '""'
+        rows.append("| `%s%s` | %s | %s |" % (ENV_PREFIX, s.name, default, s.help))
+    return "\n".join(rows)

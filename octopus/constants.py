@@ -1,0 +1,38 @@
+"""Names shared by server, agent and API (the guide's constants)."""
+
+
+class TaskStatus:
+    CREATED = "Created"
+    ACTIVE = "Active"
+    DONE = "Done"          # an ALL task whose every run has reported
+    SUCCESS = "success"
+    FAILED = "failed"
+    COMPLETED = "completed"
+
+    FINAL = (DONE, SUCCESS, FAILED, COMPLETED)
+    ALL = (CREATED, ACTIVE, DONE, SUCCESS, FAILED, COMPLETED)
+
+
+class RunStatus:
+    ASSIGNED = "assigned"  # waiting for its agent to pick it up
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    OPEN = (ASSIGNED, RUNNING)
+    FINAL = (SUCCESS, FAILED)
+    ALL = OPEN + FINAL
+
+
+class TaskOwnership:
+    ALL = "ALL"            # every agent online when the task is assigned
+    ANYONE = "Anyone"      # one agent, the least busy
+    SPECIFIC = "Specific"  # the agent named in ``owner``
+
+
+class TaskType:
+    ADHOC = "Adhoc"
+    SCHEDULED = "Scheduled"
+    INTERVAL = "Interval"
+
+    ALL = (ADHOC, SCHEDULED, INTERVAL)

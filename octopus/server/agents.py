@@ -1,0 +1,171 @@
+"""Routes agents use (heartbeat, work, results) and the fleet view (/agents)."""
+import logging
+import time
+
+from octopus.constants import RunStatus, TaskOwnership
+from octopus.server.auth import AGENT
+from octopus.server.errors import bad_request, read_json
+from octopus.server.validate import agent_name
+
+log = logging.getLogger("octopus.server")
+
+MAX_RESULTS = 1000
+MAX_CAPACITY = 1024
+
+
+def _int_field(body, name, default, low, high):
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise bad_request("%s must be a whole number from %d to %d" % (name, low, high), name)
+    return value
+
+
+def _number_field(body, name, default, low, high):
+    value = body.get(name, default)
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not low <= value <= high):
+        raise bad_request("%s must be a number from %g to %g" % (name, low, high), name)
+    return value
+
+
+class HeartbeatResource:
+    auth = AGENT
+
+    def __init__(self, store, registry, dispatcher):
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+
+    def on_post(self, req, resp):
+        body = read_json(req)
+        name = agent_name(body.get("client"))
+        info = {"hostname": _text(body, "hostname") or name,
+                "ip": _text(body, "ip") or req.remote_addr,
+                "version": _text(body, "version"),
+                "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
+        came_online = self._store.heartbeat(name, info)
+        if came_online:
+            log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
+                     info["ip"])
+            self._dispatcher.offer(TaskOwnership.ALL, self._store.fan_out_due())
+        else:
+            log.debug("Heartbeat received from %s", name)
+        resp.media = {"status": "ok", "plugins": self._registry.digest()}
+
+
+def _text(body, name, limit=256):
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise bad_request("%s must be text of at most %d characters" % (name, limit), name)
+    return value
+
+
+class AgentsResource:
+    def __init__(self, store):
+        self._store = store
+
+    def on_get(self, req, resp):
+        resp.media = {"agents": self._store.list_agents()}
+
+
+class WorkResource:
+    """``POST /agent/work``: hand an agent runs, holding the request while there are none."""
+
+    auth = AGENT
+
+    def __init__(self, config, store, registry, dispatcher, clock=time.monotonic):
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    def on_post(self, req, resp):
+        body = read_json(req)
+        name = agent_name(body.get("client"))
+        capacity = _int_field(body, "capacity", 1, 1, MAX_CAPACITY)
+        running = _int_field(body, "running", 0, 0, 10 ** 6)
+        # Agents may ask for any wait; this server holds them at most its own limit.
+        wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
+                   self._config.LONG_POLL_TIMEOUT)
+        runs = self._claim(name, capacity)
+        waited = True
+        if not runs and wait > 0:
+            runs, waited = self._wait(name, capacity, running, wait)
+        resp.media = {"runs": runs, "waited": waited}
+
+    def _wait(self, name, capacity, running, wait):
+        waiter = self._dispatcher.register(name, running)
+        if waiter is None:
+            return [], False  # over the cap: the agent polls instead
+        try:
+            deadline = self._clock() + wait
+            runs = self._claim(name, capacity)
+            while not runs:
+                remaining = deadline - self._clock()
+                if remaining <= 0 or not waiter.event.wait(remaining):
+                    break
+                waiter.event.clear()
+                runs = self._claim(name, capacity)
+            return runs, True
+        finally:
+            self._dispatcher.unregister(waiter)
+
+    def _claim(self, name, capacity):
+        runs = self._store.claim_runs(name, capacity)
+        for run in runs:
+            plugin = self._registry.get(run["plugin"])
+            run["plugin_sha256"] = plugin.sha256 if plugin else None
+            log.info("Task assignment: task %s run %d -> %s (%s.%s)", run["task_id"], run["id"],
+                     name, run["plugin"], run["action"])
+        return runs
+
+
+class ResultsResource:
+    """``POST /agent/results``: record finished runs; repeats are acknowledged once."""
+
+    auth = AGENT
+
+    def __init__(self, store, dispatcher):
+        self._store = store
+        self._dispatcher = dispatcher
+
+    def on_post(self, req, resp):
+        body = read_json(req)
+        name = agent_name(body.get("client"))
+        results = body.get("results")
+        if not isinstance(results, list) or not 0 < len(results) <= MAX_RESULTS:
+            raise bad_request("results must be a list of 1 to %d results" % MAX_RESULTS, "results")
+        clean = [_result(r) for r in results]
+        acked, rejected, finished = self._store.finish_runs(name, clean)
+        by_id = {r["id"]: r for r in clean}
+        for run_id in acked:
+            log.info("Adding execution result: run %d from %s: %s", run_id, name,
+                     by_id[run_id]["status"])
+        for run_id, reason in rejected:
+            log.warning("Result for run %d from %s refused: %s", run_id, name, reason)
+        self._dispatcher.tasks_finished(finished)
+        resp.media = {"acked": acked,
+                      "rejected": [{"id": i, "reason": why} for i, why in rejected]}
+
+
+def _result(item):
+    if not isinstance(item, dict):
+        raise bad_request("each result must be a JSON object", "results")
+    run_id = item.get("id")
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or run_id < 1:
+        raise bad_request("result id must be a run id", "results")
+    if item.get("status") not in RunStatus.FINAL:
+        raise bad_request("result status must be one of %s" % ", ".join(RunStatus.FINAL),
+                          "results")
+    output = item.get("output")
+    if output is not None and not isinstance(output, str):
+        raise bad_request("result output must be text", "results")
+    duration = item.get("duration")
+    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)
+                                 or duration < 0):
+        raise bad_request("result duration must be seconds", "results")
+    return {"id": run_id, "status": item["status"], "result": item.get("result"),
+            "output": output, "duration": duration}

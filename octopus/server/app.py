@@ -1,0 +1,31 @@
+"""The WSGI app: ``create_app`` wires resources to the collaborators it is given."""
+import falcon
+
+from octopus.server import agents, system, tasks
+from octopus.server.auth import AuthMiddleware
+from octopus.server.errors import handle_unexpected, serialize_error
+
+
+def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir):
+    app = falcon.App(middleware=[AuthMiddleware(admin_token, agent_token),
+                                 system.SecurityHeaders()])
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    app.req_options.auto_parse_form_urlencoded = False
+    app.req_options.keep_blank_qs_values = True
+    app.resp_options.secure_cookies_by_default = True
+
+    app.add_route("/health", system.HealthResource(store, dispatcher))
+    app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
+    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
+    app.add_route("/executions", tasks.ExecutionsResource(store))
+    app.add_route("/executions/{run_id:int}", tasks.ExecutionResource(store))
+    app.add_route("/agents", agents.AgentsResource(store))
+    app.add_route("/heartbeat", agents.HeartbeatResource(store, registry, dispatcher))
+    app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher))
+    app.add_route("/agent/results", agents.ResultsResource(store, dispatcher))
+    app.add_route("/plugins", system.PluginsResource(registry))
+    app.add_route("/plugins/{name}", system.PluginSourceResource(registry))
+    app.add_route("/", system.DashboardResource(static_dir))
+    app.add_static_route("/static", static_dir)
+    return app

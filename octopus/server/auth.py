@@ -1,0 +1,81 @@
+"""Two roles, each with a bearer token: admin (everything) and agent.
+
+Tokens come from settings or are generated once into files (mode 0600) in the
+data dir.  They are compared in constant time and never logged.
+"""
+import hmac
+import logging
+import os
+import secrets
+
+import falcon
+
+from octopus.server.errors import ApiError
+
+log = logging.getLogger("octopus.server")
+
+ADMIN = "admin"
+AGENT = "agent"
+PUBLIC = "public"
+
+
+def load_or_create_token(value, path):
+    """The configured token, else the one in ``path``, else a new one written there.
+
+    Returns ``(token, created_path_or_None)``.
+    """
+    if value:
+        return value, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+        if token:
+            return token, None
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token, path
+
+
+class AuthMiddleware:
+    """Checks the bearer token against the role each resource asks for.
+
+    Resources declare ``auth = {"GET": AGENT, ...}`` (or one role for all
+    methods); the default is ADMIN.  An admin token passes everywhere.
+    """
+
+    def __init__(self, admin_token, agent_token):
+        self._tokens = ((admin_token.encode(), ADMIN), (agent_token.encode(), AGENT))
+
+    def _role_of(self, req):
+        header = req.get_header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        given = token.strip().encode("utf-8", "replace")
+        role = None
+        for expected, name in self._tokens:
+            # Check both so timing does not tell which one matched.
+            if hmac.compare_digest(given, expected) and role is None:
+                role = name
+        return role
+
+    def process_resource(self, req, resp, resource, params):
+        if resource is None:
+            return
+        wanted = getattr(resource, "auth", ADMIN)
+        if isinstance(wanted, dict):
+            wanted = wanted.get(req.method, ADMIN)
+        if wanted == PUBLIC:
+            return
+        role = self._role_of(req)
+        if role is None:
+            raise ApiError(falcon.HTTP_401, "missing or wrong token; send Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if wanted == ADMIN and role != ADMIN:
+            raise ApiError(falcon.HTTP_403, "this route needs the admin token")
+        req.context.role = role

@@ -1,0 +1,63 @@
+"""Every error the API returns: ``{"error": {"message": ..., "field": ...}}``."""
+import json
+import logging
+
+import falcon
+
+log = logging.getLogger("octopus.server")
+
+MAX_BODY = 1024 * 1024
+
+
+class ApiError(falcon.HTTPError):
+    def __init__(self, status, message, field=None, headers=None):
+        super().__init__(status, description=message, headers=headers)
+        self.field = field
+
+
+def bad_request(message, field=None):
+    return ApiError(falcon.HTTP_400, message, field)
+
+
+def not_found(message):
+    return ApiError(falcon.HTTP_404, message)
+
+
+def conflict(message):
+    return ApiError(falcon.HTTP_409, message)
+
+
+def serialize_error(req, resp, exc):
+    message = exc.description or exc.title or str(exc.status)
+    if isinstance(exc, falcon.HTTPRouteNotFound) or (exc.status == falcon.HTTP_404 and not exc.description):
+        message = "no such route: %s %s" % (req.method, req.path)
+    elif isinstance(exc, falcon.HTTPMethodNotAllowed):
+        message = "method %s is not allowed on %s" % (req.method, req.path)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps({"error": {"message": message,
+                                      "field": getattr(exc, "field", None)}}).encode()
+
+
+def handle_unexpected(req, resp, exc, params):
+    """A bug on our side: log it with its traceback, answer 500 without one."""
+    log.exception("Unhandled error on %s %s", req.method, req.path)
+    raise ApiError(falcon.HTTP_500, "internal server error; see the server log")
+
+
+def read_json(req, kind=dict):
+    """The request body as JSON of type ``kind``; 400/413 otherwise."""
+    length = req.content_length
+    if length is not None and length > MAX_BODY:
+        raise ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % MAX_BODY)
+    data = req.bounded_stream.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % MAX_BODY)
+    if not data.strip():
+        raise bad_request("request body is empty; expected a JSON object")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
+    if not isinstance(value, kind):
+        raise bad_request("request body must be a JSON %s" % ("object" if kind is dict else "array"))
+    return value

@@ -1,0 +1,73 @@
+"""Start the server: store, registry, app, scheduler and waitress."""
+import logging
+
+import waitress
+
+from octopus import __version__, logs, resources
+from octopus.plugins import Registry
+from octopus.server.app import create_app
+from octopus.server.auth import load_or_create_token
+from octopus.server.dispatch import Dispatcher
+from octopus.server.scheduler import Scheduler
+from octopus.store import Store
+
+log = logging.getLogger("octopus.server")
+
+SERVER_LOGGERS = ("octopus.server", "octopus.store", "octopus.scheduler", "octopus.plugins",
+                  "waitress")
+
+
+class Server:
+    """Everything the server runs, built but not yet serving."""
+
+    def __init__(self, config):
+        logs.setup(config, SERVER_LOGGERS, config.LOG_FILE)
+        self.config = config
+        self.admin_token, admin_file = load_or_create_token(
+            config.ADMIN_TOKEN, config.path("admin.token"))
+        self.agent_token, agent_file = load_or_create_token(
+            config.AGENT_TOKEN, config.path("agent.token"))
+        for role, path in (("admin", admin_file), ("agent", agent_file)):
+            if path:
+                log.warning("Generated the %s token into %s (mode 0600)", role, path)
+        db_file = config.path(config.DB_FILE or "octopus.db")
+        self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT)
+        self.registry = Registry(config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR
+                                 else str(resources.bundled_plugins_dir()))
+        self.registry.plugins()
+        self.dispatcher = Dispatcher(config.MAX_WAITERS)
+        self.scheduler = Scheduler(config, self.store, self.dispatcher)
+        app = create_app(config, self.store, self.registry, self.dispatcher,
+                         self.admin_token, self.agent_token, str(resources.static_dir()))
+        # Each waiting agent holds a thread: size the pool for waiters plus work.
+        self.http = waitress.create_server(
+            app, host=config.SERVER_HOST, port=config.SERVER_PORT,
+            threads=config.THREADS + config.MAX_WAITERS, asyncore_use_poll=True,
+            connection_limit=max(1000, config.MAX_WAITERS * 2 + 100),
+            backlog=2048, channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
+            max_request_body_size=2 * 1024 * 1024, ident="octopus", clear_untrusted_proxy_headers=True)
+        log.info("Octopus %s server on http://%s:%d (database %s, plugins %s)", __version__,
+                 config.SERVER_HOST, self.port, db_file, self.registry.folder)
+
+    @property
+    def port(self):
+        return int(self.http.effective_port)
+
+    def serve(self):
+        self.scheduler.start()
+        try:
+            self.http.run()
+        finally:
+            self.close()
+
+    def stop(self):
+        """Make ``serve`` return (callable from a signal handler or another thread)."""
+        self.http.close()
+        self.scheduler.stop()
+
+    def close(self):
+        self.scheduler.stop()
+        self.store.close()
+        log.info("Server stopped")
+
+

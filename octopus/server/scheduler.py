@@ -1,0 +1,70 @@
+"""The server's background loop, made of small steps that tests call directly.
+
+Each step takes ``now`` (epoch seconds) so tests drive time by hand.
+"""
+import logging
+import threading
+import time
+
+from octopus.constants import TaskOwnership
+from octopus.timeutil import iso
+
+log = logging.getLogger("octopus.scheduler")
+
+TICK = 0.1  # seconds; bounds how late a task with a start time is offered
+
+
+class Scheduler:
+    def __init__(self, config, store, dispatcher, clock=time.time):
+        self._config = config
+        self._store = store
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = None
+        self._released_until = iso(clock())
+        self._next_sweep = 0.0
+        self._online = set()
+
+    def release_due(self, now):
+        """Offer tasks whose start time fell in (last release, now]."""
+        until = iso(now)
+        due = self._store.tasks_due_between(self._released_until, until)
+        self._released_until = until
+        owners = {row["owner"] for row in due}
+        if TaskOwnership.ALL in owners:
+            owners.discard(TaskOwnership.ALL)
+            self._dispatcher.offer(TaskOwnership.ALL, self._store.fan_out_due())
+        for owner in owners:
+            self._dispatcher.offer(owner)
+        return len(due)
+
+    def sweep_agents(self, now):
+        """Log agents that went offline since the last sweep."""
+        online = set(self._store.online_agents())
+        for name in sorted(self._online - online):
+            log.warning("Agent %s offline: no heartbeat for %ds", name, self._config.CLIENT_TIMEOUT)
+        self._online = online
+        return online
+
+    def step(self, now):
+        self.release_due(now)
+        if now >= self._next_sweep:
+            self.sweep_agents(now)
+            self._next_sweep = now + self._config.HEARTBEAT_CLEANUP_INTERVAL
+
+    def run(self):
+        while not self._stop.wait(TICK):
+            try:
+                self.step(self._clock())
+            except Exception:  # keep scheduling; the next tick may succeed
+                log.exception("Scheduler step failed")
+
+    def start(self):
+        self._thread = threading.Thread(target=self.run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)

@@ -1,0 +1,111 @@
+"""Routes around the tasks: /health, /plugins, and the dashboard's files."""
+import logging
+import os
+import time
+
+import falcon
+
+from octopus import __version__
+from octopus.constants import TaskStatus
+from octopus.server.auth import AGENT, PUBLIC
+from octopus.server.errors import not_found
+
+log = logging.getLogger("octopus.server")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class HealthResource:
+    auth = PUBLIC
+
+    def __init__(self, store, dispatcher, clock=time.time):
+        self._store = store
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._started = clock()
+
+    def on_get(self, req, resp):
+        try:
+            self._store.check()
+            tasks, running = self._store.counts()
+            agents = self._store.online_agents()
+        except Exception as e:  # the database is unusable: say so, do not crash
+            log.error("Health check failed: database unusable: %s", e)
+            resp.status = falcon.HTTP_503
+            resp.media = {"status": "error", "database": "unusable: %s" % e}
+            return
+        resp.media = {
+            "status": "ok",
+            "version": __version__,
+            "database": "ok",
+            "schema_version": self._store.schema_version,
+            "uptime": round(self._clock() - self._started, 3),
+            "tasks": tasks,
+            "pending": tasks.get(TaskStatus.CREATED, 0),
+            "active": tasks.get(TaskStatus.ACTIVE, 0),
+            "running": running,
+            "agents_online": len(agents),
+            "agents_waiting": self._dispatcher.waiting(),
+        }
+
+
+class PluginsResource:
+    auth = AGENT
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def on_get(self, req, resp):
+        plugins = self._registry.plugins()
+        resp.media = {"plugins": [plugins[n].to_json() for n in sorted(plugins)],
+                      "digest": self._registry.digest()}
+
+
+class PluginSourceResource:
+    """``GET /plugins/{name}``: the plugin's source, for agents to download."""
+
+    auth = AGENT
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def on_get(self, req, resp, name):
+        plugin = self._registry.get(name)
+        if plugin is None:
+            raise not_found("no plugin %s" % name[:64])
+        resp.content_type = "text/x-python; charset=utf-8"
+        resp.set_header("X-Plugin-SHA256", plugin.sha256)
+        resp.data = plugin.source
+
+
+class DashboardResource:
+    """``GET /``: the single-page dashboard."""
+
+    auth = PUBLIC
+
+    def __init__(self, static_dir):
+        self._index = os.path.join(static_dir, "index.html")
+
+    def on_get(self, req, resp):
+        try:
+            with open(self._index, "rb") as f:
+                resp.data = f.read()
+        except OSError:
+            raise not_found("the dashboard is not installed")
+        resp.content_type = falcon.MEDIA_HTML
+        resp.set_headers(SECURITY_HEADERS)
+
+
+class SecurityHeaders:
+    """Middleware adding the dashboard's headers to the static files too."""
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        if req.path.startswith("/static/"):
+            resp.set_headers(SECURITY_HEADERS)

@@ -1,0 +1,122 @@
+"""Routes for operators: /tasks, /tasks/{id}, /executions."""
+import logging
+import time
+
+import falcon
+
+from octopus.constants import TaskStatus
+from octopus.server import validate
+from octopus.server.errors import conflict, not_found, read_json
+from octopus.store.tasks import ConflictError
+from octopus.timeutil import iso
+
+log = logging.getLogger("octopus.server")
+
+MAX_WAIT = 60
+
+
+class TasksResource:
+    def __init__(self, config, store, registry, dispatcher, clock=time.time):
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    def on_post(self, req, resp):
+        fields = validate.task_fields(read_json(req), self._registry)
+        task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY)
+        log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
+                 task["owner"])
+        if task["next_run_at"] <= iso(self._clock()):
+            self._dispatcher.offer(task["owner"], agents)
+        resp.status = falcon.HTTP_201
+        resp.location = "/tasks/" + task["id"]
+        resp.media = task
+
+    def on_get(self, req, resp):
+        validate.only_params(req, validate_list_params)
+        filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
+        limit = validate.int_param(req, "limit", 100, 1, 1000)
+        offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
+        tasks, total = self._store.list_tasks(filters, limit, offset)
+        resp.media = {"tasks": tasks, "total": total, "limit": limit, "offset": offset}
+
+
+FILTERS = ("status", "owner", "type", "executor", "plugin")
+validate_list_params = FILTERS + ("limit", "offset")
+
+
+class TaskResource:
+    def __init__(self, store, registry, dispatcher):
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+
+    def on_get(self, req, resp, task_id):
+        validate.only_params(req, ("wait",))
+        wait = validate.float_param(req, "wait", 0, 0, MAX_WAIT)
+        task = self._store.get_task(task_id, with_executions=True)
+        if task is None:
+            raise not_found("no task %s" % task_id[:64])
+        if wait and task["status"] not in TaskStatus.FINAL:
+            task = self._wait_final(task_id, wait) or task
+        resp.media = task
+
+    def _wait_final(self, task_id, wait):
+        """Hold the request until the task is final or ``wait`` seconds pass."""
+        event = self._dispatcher.watch_task(task_id)
+        try:
+            task = self._store.get_task(task_id, with_executions=True)
+            if task is not None and task["status"] not in TaskStatus.FINAL:
+                event.wait(wait)
+                task = self._store.get_task(task_id, with_executions=True)
+            return task
+        finally:
+            self._dispatcher.unwatch_task(task_id, event)
+
+    def on_put(self, req, resp, task_id):
+        body = read_json(req)
+        task = self._store.get_task(task_id)
+        if task is None:
+            raise not_found("no task %s" % task_id[:64])
+        changes = validate.task_fields(body, self._registry, existing=task)
+        try:
+            task = self._store.update_task(task_id, changes)
+        except ConflictError as e:
+            raise conflict(str(e))
+        if task is None:
+            raise not_found("no task %s" % task_id[:64])
+        log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
+        resp.media = task
+
+    def on_delete(self, req, resp, task_id):
+        if not self._store.delete_task(task_id):
+            raise not_found("no task %s" % task_id[:64])
+        log.info("Task %s deleted", task_id)
+        resp.status = falcon.HTTP_204
+
+
+class ExecutionsResource:
+    def __init__(self, store):
+        self._store = store
+
+    def on_get(self, req, resp):
+        validate.only_params(req, ("task_id", "client", "status", "limit", "offset"))
+        limit = validate.int_param(req, "limit", 100, 1, 1000)
+        offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
+        runs = self._store.list_executions(
+            task_id=req.get_param("task_id"), client=req.get_param("client"),
+            status=req.get_param("status"), limit=limit, offset=offset)
+        resp.media = {"executions": runs, "limit": limit, "offset": offset}
+
+
+class ExecutionResource:
+    def __init__(self, store):
+        self._store = store
+
+    def on_get(self, req, resp, run_id):
+        run = self._store.get_execution(run_id)
+        if run is None:
+            raise not_found("no execution %s" % run_id)
+        resp.media = run

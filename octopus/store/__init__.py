@@ -1,0 +1,48 @@
+"""The only package that runs SQL.
+
+``Store`` joins the query groups (tasks, runs, agents) over one Database and
+takes its clock and id generator from the caller, so tests control both.
+"""
+import time
+import uuid
+
+from octopus.store.agents import AgentQueries
+from octopus.store.db import Database
+from octopus.store.migrate import migrate
+from octopus.store.runs import RunQueries
+from octopus.store.tasks import TaskQueries
+
+
+def new_task_id():
+    return uuid.uuid4().hex
+
+
+class Store(TaskQueries, RunQueries, AgentQueries):
+    def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30):
+        self._db = Database(path)
+        self._clock = clock
+        self._new_id = new_id
+        self.client_timeout = client_timeout
+        self.schema_version = migrate(self._db)
+
+    @property
+    def path(self):
+        return self._db.path
+
+    def close(self):
+        self._db.close()
+
+    def check(self):
+        """Raise if the database cannot be read; used by /health."""
+        with self._db.read() as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+
+    def counts(self):
+        """Tasks by status and runs not yet finished, for /health."""
+        with self._db.read() as conn:
+            tasks = {r["status"]: r["n"] for r in conn.execute(
+                "SELECT status, count(*) AS n FROM tasks GROUP BY status")}
+            running = conn.execute(
+                "SELECT count(*) AS n FROM executions WHERE status IN ('assigned', 'running')"
+            ).fetchall()[0]["n"]
+        return tasks, running

@@ -1,0 +1,90 @@
+"""One SQLite file through APSW: pragmas, a write lock, pooled readers.
+
+Every write goes through :meth:`Database.write`, one ``BEGIN IMMEDIATE``
+transaction under one process-wide lock, so writers queue here rather than in
+SQLite's busy handler.  Readers take a connection from a small pool; WAL lets
+them run beside the writer.
+"""
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+
+import apsw
+
+log = logging.getLogger("octopus.store")
+
+BUSY_TIMEOUT_MS = 5000
+READERS = 8
+# NORMAL in WAL mode: a process crash loses nothing committed; a power loss may
+# lose the last transactions but never corrupts the file (see docs/OPERATIONS.md).
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
+def dumps(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text):
+    return None if text is None else json.loads(text)
+
+
+def _dict_rows(cursor, row):
+    return {d[0]: v for d, v in zip(cursor.getdescription(), row)}
+
+
+class Database:
+    def __init__(self, path, readers=READERS):
+        self.path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._readers = queue.LifoQueue()
+        self._all = [self._writer]
+        for _ in range(readers):
+            conn = self._connect()
+            self._readers.put(conn)
+            self._all.append(conn)
+
+    def _connect(self):
+        conn = apsw.Connection(self.path, statementcachesize=128)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        conn.row_trace = _dict_rows
+        return conn
+
+    @contextlib.contextmanager
+    def write(self):
+        """Yield the writer connection inside one BEGIN IMMEDIATE transaction."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self):
+        """Yield a reader connection; wrap multi-statement reads in BEGIN yourself."""
+        conn = self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    def close(self):
+        with self._write_lock:
+            for conn in self._all:
+                conn.close()
+            self._all = []

@@ -1,0 +1,216 @@
+"""Runs (rows of ``executions``): hand-out to agents and their results.
+
+A task is claimed with ``UPDATE tasks ... WHERE id = ? AND status = 'Created'``
+and the claim counts only if exactly one row changed, so no task is ever
+handed to two agents however many ask at once.
+"""
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus
+from octopus.store.db import dumps, loads
+from octopus.timeutil import iso
+
+EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, result, updated_at, created_at, "
+                          "started_at, finished_at, duration")
+MAX_PAGE = 1000
+
+
+def execution_from_row(row):
+    run = dict(row)
+    run["result"] = loads(run["result"])
+    return run
+
+
+class RunQueries:
+    # -- hand-out ---------------------------------------------------------
+
+    def _online_agents(self, conn, now):
+        cutoff = iso(now - self.client_timeout)
+        return [r["name"] for r in conn.execute(
+            "SELECT name FROM agents WHERE last_heartbeat >= ? ORDER BY name", (cutoff,))]
+
+    def _fan_out(self, conn, task_id, now):
+        """Give an ALL task one run per online agent; returns their names."""
+        agents = self._online_agents(conn, now)
+        if not agents:
+            return []
+        ts = iso(now)
+        conn.execute(
+            "UPDATE tasks SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+            (TaskStatus.ACTIVE, ts, task_id, TaskStatus.CREATED))
+        if conn.changes() != 1:
+            return []
+        conn.executemany(
+            "INSERT INTO executions (task_id, client, status, updated_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(task_id, name, RunStatus.ASSIGNED, ts, ts) for name in agents])
+        return agents
+
+    def fan_out_due(self):
+        """Fan out ALL tasks that were waiting for agents or for their time."""
+        now = self._clock()
+        woken = set()
+        with self._db.read() as conn:
+            if not conn.execute(
+                    "SELECT 1 FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ? LIMIT 1",
+                    (TaskOwnership.ALL, TaskStatus.CREATED, iso(now))).fetchall():
+                return woken  # the common case, without taking the write lock
+        with self._db.write() as conn:
+            due = conn.execute(
+                "SELECT id FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ?",
+                (TaskOwnership.ALL, TaskStatus.CREATED, iso(now))).fetchall()
+            for row in due:
+                woken.update(self._fan_out(conn, row["id"], now))
+        return woken
+
+    def tasks_due_between(self, after, until):
+        """Created tasks whose start time is in (after, until], by the due index."""
+        with self._db.read() as conn:
+            return conn.execute(
+                "SELECT id, owner FROM tasks WHERE status = ? AND next_run_at > ? "
+                "AND next_run_at <= ?", (TaskStatus.CREATED, after, until)).fetchall()
+
+    def claim_runs(self, agent, capacity):
+        """Hand ``agent`` up to ``capacity`` runs and mark them running.
+
+        First runs already assigned to it (ALL fan-out), then Created tasks
+        owned by it or by Anyone, oldest due first.
+        """
+        now = self._clock()
+        ts = iso(now)
+        claimed = []
+        with self._db.write() as conn:
+            for row in conn.execute(
+                    "SELECT id FROM executions WHERE client = ? AND status = ? ORDER BY id LIMIT ?",
+                    (agent, RunStatus.ASSIGNED, capacity)).fetchall():
+                conn.execute("UPDATE executions SET status = ?, started_at = ?, updated_at = ? "
+                             "WHERE id = ? AND status = ?",
+                             (RunStatus.RUNNING, ts, ts, row["id"], RunStatus.ASSIGNED))
+                if conn.changes() == 1:
+                    claimed.append(row["id"])
+            room = capacity - len(claimed)
+            if room > 0:
+                claimed += self._claim_tasks(conn, agent, room, ts)
+            return self._run_payloads(conn, claimed)
+
+    def _claim_tasks(self, conn, agent, room, ts):
+        ids = []
+        candidates = conn.execute(
+            "SELECT id FROM tasks WHERE status = ? AND owner IN (?, ?) AND next_run_at <= ? "
+            "ORDER BY next_run_at LIMIT ?",
+            (TaskStatus.CREATED, agent, TaskOwnership.ANYONE, ts, room)).fetchall()
+        for row in candidates:
+            conn.execute("UPDATE tasks SET status = ?, executor = ?, updated_at = ? "
+                         "WHERE id = ? AND status = ?",
+                         (TaskStatus.ACTIVE, agent, ts, row["id"], TaskStatus.CREATED))
+            if conn.changes() != 1:
+                continue
+            conn.execute("INSERT INTO executions (task_id, client, status, updated_at, created_at, "
+                         "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (row["id"], agent, RunStatus.RUNNING, ts, ts, ts))
+            ids.append(conn.last_insert_rowid())
+        return ids
+
+    def _run_payloads(self, conn, run_ids):
+        runs = []
+        for run_id in run_ids:
+            row = conn.execute(
+                "SELECT e.id, e.task_id, t.plugin, t.action, t.args, t.kwargs "
+                "FROM executions e JOIN tasks t ON t.id = e.task_id WHERE e.id = ?",
+                (run_id,)).fetchall()[0]
+            row["args"] = loads(row["args"])
+            row["kwargs"] = loads(row["kwargs"])
+            runs.append(row)
+        return runs
+
+    # -- results ----------------------------------------------------------
+
+    def finish_runs(self, agent, results):
+        """Record results reported by ``agent``.
+
+        Each result is ``{"id", "status", "result", "output", "duration"}``.
+        Returns ``(acked, rejected, finished_tasks)``: ids recorded or already
+        recorded, ``(id, reason)`` pairs refused, task ids that reached a
+        final state.
+        """
+        ts = iso(self._clock())
+        acked, rejected, finished = [], [], []
+        with self._db.write() as conn:
+            for res in results:
+                reason = self._finish_one(conn, agent, res, ts, finished)
+                if reason is None:
+                    acked.append(res["id"])
+                else:
+                    rejected.append((res["id"], reason))
+        return acked, rejected, finished
+
+    def _finish_one(self, conn, agent, res, ts, finished):
+        rows = conn.execute("SELECT task_id, client, status FROM executions WHERE id = ?",
+                            (res["id"],)).fetchall()
+        if not rows:
+            return "unknown run"
+        run = rows[0]
+        if run["client"] != agent:
+            return "run belongs to another agent"
+        if run["status"] in RunStatus.FINAL:
+            return None  # a repeated report: already recorded once
+        conn.execute(
+            "UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
+            "finished_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)",
+            (res["status"], dumps(res.get("result")), res.get("output"), res.get("duration"),
+             ts, ts, res["id"]) + RunStatus.OPEN)
+        if self._settle_task(conn, run["task_id"], agent, res, ts):
+            finished.append(run["task_id"])
+        return None
+
+    def _settle_task(self, conn, task_id, agent, res, ts):
+        """Move the task on after one of its runs finished; True if now final."""
+        task = conn.execute("SELECT owner FROM tasks WHERE id = ?", (task_id,)).fetchall()
+        if not task:
+            return False
+        if task[0]["owner"] != TaskOwnership.ALL:
+            conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
+                         "WHERE id = ?",
+                         (res["status"], dumps(res.get("result")), agent, ts, task_id))
+            return True
+        if self._open_runs(conn, task_id):
+            conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
+            return False
+        conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE id = ?",
+                     (TaskStatus.DONE, dumps(self._summary(conn, task_id)), ts, task_id))
+        return True
+
+    def _summary(self, conn, task_id):
+        """The result of an ALL task: counts and each agent's outcome."""
+        summary = {"total": 0, "success": 0, "failed": 0, "agents": {}}
+        for row in conn.execute("SELECT client, status, result FROM executions "
+                                "WHERE task_id = ? ORDER BY id", (task_id,)):
+            summary["total"] += 1
+            summary[row["status"]] = summary.get(row["status"], 0) + 1
+            summary["agents"][row["client"]] = {"status": row["status"],
+                                                "result": loads(row["result"])}
+        return summary
+
+    # -- reading ----------------------------------------------------------
+
+    def _executions_of(self, conn, task_id):
+        return [execution_from_row(r) for r in conn.execute(
+            "SELECT %s FROM executions WHERE task_id = ? ORDER BY id" % EXECUTION_LIST_COLUMNS,
+            (task_id,))]
+
+    def list_executions(self, task_id=None, client=None, status=None, limit=100, offset=0):
+        where, params = [], []
+        for name, value in (("task_id", task_id), ("client", client), ("status", status)):
+            if value is not None:
+                where.append("%s = ?" % name)
+                params.append(value)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT %s FROM executions%s ORDER BY id DESC LIMIT ? OFFSET ?"
+                % (EXECUTION_LIST_COLUMNS, clause),
+                params + [min(limit, MAX_PAGE), offset]).fetchall()
+        return [execution_from_row(r) for r in rows]
+
+    def get_execution(self, run_id):
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT * FROM executions WHERE id = ?", (run_id,)).fetchall()
+        return execution_from_row(rows[0]) if rows else None

@@ -1,0 +1,114 @@
+"""Task rows: create, read, list, change, delete."""
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus
+from octopus.store.db import dumps, loads
+from octopus.timeutil import iso
+
+# Columns a client may set; everything else is the server's.
+DEFINITION = ("owner", "plugin", "action", "args", "kwargs", "type",
+              "execution_start_time", "execution_end_time", "interval")
+_JSON = ("args", "kwargs")
+FILTERS = ("status", "owner", "type", "executor", "plugin")
+MAX_PAGE = 1000
+
+
+def task_from_row(row):
+    task = dict(row)
+    task["args"] = loads(task["args"])
+    task["kwargs"] = loads(task["kwargs"])
+    task["result"] = loads(task["result"])
+    return task
+
+
+def _encode(fields):
+    return {k: (dumps(v) if k in _JSON else v) for k, v in fields.items()}
+
+
+class TaskQueries:
+    def create_task(self, fields, delay=0.0):
+        """Insert a task; an ALL task is fanned out at once if agents are online.
+
+        Returns ``(task, agents)``: the new task and the agents given a run.
+        """
+        now = self._clock()
+        row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
+                   created_at=iso(now), updated_at=iso(now),
+                   next_run_at=max(fields.get("execution_start_time") or "", iso(now + delay)))
+        columns = ", ".join(row)
+        marks = ", ".join(":" + k for k in row)
+        agents = []
+        with self._db.write() as conn:
+            conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
+            if row["owner"] == TaskOwnership.ALL and row["next_run_at"] <= iso(now):
+                agents = self._fan_out(conn, row["id"], now)
+            task = self._get_task(conn, row["id"])
+        return task, agents
+
+    def get_task(self, task_id, with_executions=False):
+        with self._db.read() as conn:
+            conn.execute("BEGIN")
+            try:
+                task = self._get_task(conn, task_id)
+                if task is not None and with_executions:
+                    task["executions"] = self._executions_of(conn, task_id)
+            finally:
+                conn.execute("COMMIT")
+        return task
+
+    def _get_task(self, conn, task_id):
+        rows = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchall()
+        return task_from_row(rows[0]) if rows else None
+
+    def list_tasks(self, filters=None, limit=100, offset=0):
+        """Newest first. Returns ``(tasks, total)`` where total ignores the page."""
+        where, params = [], []
+        for name, value in (filters or {}).items():
+            if name not in FILTERS:
+                raise KeyError(name)
+            where.append("%s = ?" % name)
+            params.append(value)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._db.read() as conn:
+            conn.execute("BEGIN")
+            try:
+                total = conn.execute("SELECT count(*) AS n FROM tasks" + clause, params).fetchall()[0]["n"]
+                rows = conn.execute(
+                    "SELECT * FROM tasks%s ORDER BY created_at DESC, id LIMIT ? OFFSET ?" % clause,
+                    params + [min(limit, MAX_PAGE), offset]).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return [task_from_row(r) for r in rows], total
+
+    def update_task(self, task_id, fields):
+        """Change a task's definition.
+
+        Returns the task, None if it does not exist, or raises ConflictError
+        while the task has runs in progress.
+        """
+        now = iso(self._clock())
+        with self._db.write() as conn:
+            task = self._get_task(conn, task_id)
+            if task is None:
+                return None
+            if self._open_runs(conn, task_id):
+                raise ConflictError("task %s is running; wait for it to finish" % task_id)
+            changes = dict(_encode(fields), updated_at=now)
+            if "execution_start_time" in fields and task["status"] == TaskStatus.CREATED:
+                changes["next_run_at"] = max(fields["execution_start_time"] or "", now)
+            sets = ", ".join("%s = :%s" % (k, k) for k in changes)
+            conn.execute("UPDATE tasks SET %s WHERE id = :id" % sets, dict(changes, id=task_id))
+            return self._get_task(conn, task_id)
+
+    def delete_task(self, task_id):
+        """Delete a task and its executions; False if there was no such task."""
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            return conn.changes() == 1
+
+    def _open_runs(self, conn, task_id):
+        return conn.execute(
+            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN (?, ?)",
+            (task_id,) + RunStatus.OPEN).fetchall()[0]["n"]
+
+
+class ConflictError(Exception):
+    """The request is valid but the task's state does not allow it now."""
