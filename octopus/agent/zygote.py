@@ -3,7 +3,10 @@
 The agent talks to it over stdin/stdout in JSON lines.  Forking from this
 process (never from the threaded agent) is safe, cheap (no interpreter start
 per run) and gives each run its own process group, so a run and everything
-it started can be stopped at once.
+it started can be stopped at once.  One child is always forked ahead and
+waits for its run ("the spare"), so a run never waits for a fork, and a run
+is reported the moment its result arrives rather than when its process is
+reaped.
 
   agent -> zygote: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit"}
                    {"op": "kill", "id", "grace"}
@@ -24,7 +27,7 @@ KILL_GRACE = 5.0
 
 class Child:
     __slots__ = ("run_id", "pid", "result_fd", "output_file", "output_limit", "chunks",
-                 "started", "exit_status", "eof", "kill_at")
+                 "started", "exit_status", "reported", "kill_at")
 
     def __init__(self, run_id, pid, result_fd, output_file, output_limit):
         self.run_id = run_id
@@ -35,7 +38,7 @@ class Child:
         self.chunks = []
         self.started = time.monotonic()
         self.exit_status = None
-        self.eof = False
+        self.reported = False
         self.kill_at = None
 
 
@@ -48,6 +51,7 @@ class Zygote:
         self._children = {}   # pid -> Child
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
+        self._spare = None    # (pid, command fd, result fd, output file) of the next child
 
     # -- the loop ---------------------------------------------------------
 
@@ -62,7 +66,8 @@ class Zygote:
         self._selector.register(self._in.fileno(), selectors.EVENT_READ, "in")
         self._selector.register(wake_r, selectors.EVENT_READ, "wake")
         while True:
-            for key, _ in self._selector.select(timeout=self._next_timeout()):
+            events = self._selector.select(timeout=self._next_timeout())
+            for key, _ in events:
                 if key.data == "in":
                     if not self._read_commands():
                         return self._shutdown()
@@ -72,8 +77,20 @@ class Zygote:
                     self._read_result(key.data)
             self._reap()
             self._escalate_kills()
+            if not events and self._spare is None:
+                self._prepare_spare()
+
+    def _prepare_spare(self):
+        # Forked when the loop is idle, so the fork never delays a result.
+        try:
+            self._spare = self._fork_spare()
+        except OSError:
+            pass  # forked on demand at the next run
 
     def _next_timeout(self):
+        if self._spare is None:
+            # Idle now, or after 2 ms of a run going on: time to fork the spare.
+            return 0.002 if self._children else 0.0
         deadlines = [c.kill_at for c in self._children.values() if c.kill_at]
         if not deadlines:
             return 1.0
@@ -112,30 +129,44 @@ class Zygote:
         if code is None:
             with open(path, "rb") as f:
                 code = compile(f.read(), path, "exec", dont_inherit=True)
+            for old in [k for k in self._codes if k[0] == path]:
+                del self._codes[old]  # an older version of the same plugin
             self._codes[key] = code
         return code
 
-    def _start(self, msg):
-        try:
-            code = self._code(msg["path"])
-        except Exception as e:  # unreadable or not Python: the run fails, we go on
-            self._send(_done(msg["id"], "failed", _error(e), "", 0.0))
-            return
+    def _fork_spare(self):
+        """Fork the child that will take the next run."""
         output = tempfile.TemporaryFile(dir=self._workdir)
+        cmd_r, cmd_w = os.pipe()
         result_r, result_w = os.pipe()
         try:
             pid = os.fork()
-        except OSError as e:  # out of processes or memory: fail this run only
-            for fd in (result_r, result_w):
+        except OSError:
+            for fd in (cmd_r, cmd_w, result_r, result_w):
                 os.close(fd)
             output.close()
-            self._send(_done(msg["id"], "failed", _error(e), "", 0.0))
-            return
+            raise
         if pid == 0:  # the child never returns from here
+            os.close(cmd_w)
             os.close(result_r)
-            _child(code, msg, result_w, output.fileno())
+            _child(self._codes, cmd_r, result_w, output.fileno())
+        os.close(cmd_r)
         os.close(result_w)
         os.set_blocking(result_r, False)
+        return pid, cmd_w, result_r, output
+
+    def _start(self, msg):
+        try:
+            self._code(msg["path"])
+            if self._spare is None:
+                self._spare = self._fork_spare()
+        except Exception as e:  # unreadable plugin, or no process to be had: this run fails
+            self._send(_done(msg["id"], "failed", _error(e), "", 0.0))
+            return
+        pid, cmd_w, result_r, output = self._spare
+        self._spare = None
+        _write_all(cmd_w, json.dumps(msg).encode())
+        os.close(cmd_w)
         child = Child(msg["id"], pid, result_r, output, msg.get("output_limit", 1 << 20))
         self._children[pid] = child
         self._selector.register(result_r, selectors.EVENT_READ, child)
@@ -147,26 +178,39 @@ class Zygote:
             return
         if data:
             child.chunks.append(data)
-        else:
-            child.eof = True
+            if data.endswith(b"\n"):  # the result is complete: report now
+                self._finish(child)
+        else:  # closed without a full result: the exit status will tell
+            self._close_result(child)
+
+    def _close_result(self, child):
+        if child.result_fd is not None:
             self._selector.unregister(child.result_fd)
+            os.close(child.result_fd)
+            child.result_fd = None
 
     def _reap(self):
-        while self._children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            child = self._children.pop(pid, None)
+            child = self._children.get(pid)
             if child is not None:
                 child.exit_status = status
-                self._finish(child)
+                if not child.reported:
+                    self._finish(child)
+                del self._children[pid]
+            elif self._spare is not None and self._spare[0] == pid:
+                self._spare = None  # killed from outside; forked anew on demand
 
     def _finish(self, child):
-        if not child.eof:  # a grandchild may still hold the pipe: take what is there
-            try:
+        """Report a run: its result if it sent one, else how its process ended."""
+        child.reported = True
+        if child.result_fd is not None:
+            try:  # take whatever is left; a grandchild may hold the pipe open
                 while True:
                     data = os.read(child.result_fd, 1 << 16)
                     if not data:
@@ -174,20 +218,19 @@ class Zygote:
                     child.chunks.append(data)
             except BlockingIOError:
                 pass
-            self._selector.unregister(child.result_fd)
-        os.close(child.result_fd)
-        duration = time.monotonic() - child.started
+            self._close_result(child)
         output = _read_output(child.output_file, child.output_limit)
         try:
             outcome = json.loads(b"".join(child.chunks))
             status, result, duration = outcome["status"], outcome["result"], outcome["duration"]
         except (ValueError, KeyError):
             status, result = "failed", {"error": _exit_error(child.exit_status, child.kill_at)}
+            duration = time.monotonic() - child.started
         self._send(_done(child.run_id, status, result, output, duration))
 
     def _kill(self, run_id, grace):
         for child in self._children.values():
-            if child.run_id == run_id and child.kill_at is None:
+            if child.run_id == run_id and child.kill_at is None and not child.reported:
                 _killpg(child.pid, signal.SIGTERM)
                 child.kill_at = time.monotonic() + grace
 
@@ -201,11 +244,13 @@ class Zygote:
     def _shutdown(self):
         for child in list(self._children.values()):
             _killpg(child.pid, signal.SIGKILL)
+        if self._spare is not None:
+            _killpg(self._spare[0], signal.SIGKILL)
         return 0
 
 
-def _child(code, msg, result_fd, output_fd):
-    """Run one action in this forked process and write its outcome; never returns."""
+def _child(codes, cmd_fd, result_fd, output_fd):
+    """Wait for one run, do it, write its outcome as one line; never returns."""
     status = 1
     try:
         os.setsid()
@@ -216,19 +261,26 @@ def _child(code, msg, result_fd, output_fd):
         os.dup2(null, 0)
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
+        msg = _read_all(cmd_fd)
+        if not msg:  # the launcher stopped before giving us a run
+            status = 0
+            return
+        msg = json.loads(msg)
         started = time.monotonic()
         try:
+            code = _load_code(codes, msg["path"])
             module = types.ModuleType(os.path.basename(msg["path"])[:-3])
             module.__file__ = msg["path"]
             exec(code, module.__dict__)
             value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
-            outcome = {"status": "success", "result": value}
-            payload = json.dumps(dict(outcome, duration=time.monotonic() - started),
-                                 allow_nan=False)
+            payload = json.dumps({"status": "success", "result": value,
+                                  "duration": time.monotonic() - started}, allow_nan=False)
         except BaseException as e:  # the action's failure is the run's result
             payload = json.dumps({"status": "failed", "result": _error(e),
                                   "duration": time.monotonic() - started})
-        _write_all(result_fd, payload.encode())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _write_all(result_fd, payload.encode() + b"\n")
         status = 0
     finally:
         try:
@@ -236,6 +288,25 @@ def _child(code, msg, result_fd, output_fd):
             sys.stderr.flush()
         finally:
             os._exit(status)
+
+
+def _load_code(codes, path):
+    """The compiled plugin: from the launcher's cache if it had it when we forked."""
+    st = os.stat(path)
+    code = codes.get((path, st.st_mtime_ns, st.st_size))
+    if code is None:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec", dont_inherit=True)
+    return code
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
 
 
 def _error(exc):

@@ -90,36 +90,44 @@ class WorkResource:
         # Agents may ask for any wait; this server holds them at most its own limit.
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
                    self._config.LONG_POLL_TIMEOUT)
-        runs = self._claim(name, capacity)
-        waited = True
-        if not runs and wait > 0:
-            runs, waited = self._wait(name, capacity, running, wait)
+        if wait <= 0:
+            resp.media = {"runs": self._claim(name, capacity, running), "waited": False}
+            return
+        runs, waited = self._wait(name, capacity, running, wait)
         resp.media = {"runs": runs, "waited": waited}
 
     def _wait(self, name, capacity, running, wait):
+        # Registered before the first look, so a task created in between wakes us.
         waiter = self._dispatcher.register(name, running)
-        if waiter is None:
-            return [], False  # over the cap: the agent polls instead
+        if waiter is None:  # over the cap: hand out what there is; the agent polls
+            return self._claim(name, capacity, running), False
         try:
             deadline = self._clock() + wait
-            runs = self._claim(name, capacity)
+            runs = self._claim(name, capacity, running)
             while not runs:
                 remaining = deadline - self._clock()
                 if remaining <= 0 or not waiter.event.wait(remaining):
                     break
                 waiter.event.clear()
-                runs = self._claim(name, capacity)
+                runs = self._claim(name, capacity, running)
             return runs, True
         finally:
             self._dispatcher.unregister(waiter)
 
-    def _claim(self, name, capacity):
-        runs = self._store.claim_runs(name, capacity)
+    def _claim(self, name, capacity, running):
+        # Anyone work goes to the least busy agent: if a waiting agent has
+        # fewer runs going, wake it instead of taking the work here.
+        anyone = not self._dispatcher.less_busy_than(name, running)
+        if not anyone:
+            self._dispatcher.offer(TaskOwnership.ANYONE)
+        runs = self._store.claim_runs(name, capacity, anyone)
         for run in runs:
             plugin = self._registry.get(run["plugin"])
             run["plugin_sha256"] = plugin.sha256 if plugin else None
             log.info("Task assignment: task %s run %d -> %s (%s.%s)", run["task_id"], run["id"],
                      name, run["plugin"], run["action"])
+        if runs and len(runs) == capacity:
+            self._dispatcher.offer(TaskOwnership.ANYONE)  # there may be more: pass it on
         return runs
 
 

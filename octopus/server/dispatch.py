@@ -49,6 +49,12 @@ class Dispatcher:
                 if not waiters:
                     del self._waiters[waiter.name]
 
+    def less_busy_than(self, name, running):
+        """Is another agent waiting with fewer runs going?  It should get Anyone work."""
+        with self._lock:
+            return any(w.running < running for n, ws in self._waiters.items() if n != name
+                       for w in ws)
+
     def waiting(self):
         with self._lock:
             return self._count

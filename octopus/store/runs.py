@@ -68,15 +68,18 @@ class RunQueries:
                 "SELECT id, owner FROM tasks WHERE status = ? AND next_run_at > ? "
                 "AND next_run_at <= ?", (TaskStatus.CREATED, after, until)).fetchall()
 
-    def claim_runs(self, agent, capacity):
+    def claim_runs(self, agent, capacity, anyone=True):
         """Hand ``agent`` up to ``capacity`` runs and mark them running.
 
         First runs already assigned to it (ALL fan-out), then Created tasks
-        owned by it or by Anyone, oldest due first.
+        owned by it or (if ``anyone``) by Anyone, oldest due first.
         """
         now = self._clock()
         ts = iso(now)
         claimed = []
+        owners = (agent, TaskOwnership.ANYONE if anyone else agent)
+        if not self._anything_for(agent, owners, ts):
+            return claimed  # the common empty look, without taking the write lock
         with self._db.write() as conn:
             for row in conn.execute(
                     "SELECT id FROM executions WHERE client = ? AND status = ? ORDER BY id LIMIT ?",
@@ -88,15 +91,23 @@ class RunQueries:
                     claimed.append(row["id"])
             room = capacity - len(claimed)
             if room > 0:
-                claimed += self._claim_tasks(conn, agent, room, ts)
+                claimed += self._claim_tasks(conn, agent, owners, room, ts)
             return self._run_payloads(conn, claimed)
 
-    def _claim_tasks(self, conn, agent, room, ts):
+    def _anything_for(self, agent, owners, ts):
+        with self._db.read() as conn:
+            return bool(conn.execute(
+                "SELECT 1 FROM executions WHERE client = ? AND status = ? "
+                "UNION ALL SELECT 1 FROM tasks WHERE status = ? AND owner IN (?, ?) "
+                "AND next_run_at <= ? LIMIT 1",
+                (agent, RunStatus.ASSIGNED, TaskStatus.CREATED) + owners + (ts,)).fetchall())
+
+    def _claim_tasks(self, conn, agent, owners, room, ts):
         ids = []
         candidates = conn.execute(
             "SELECT id FROM tasks WHERE status = ? AND owner IN (?, ?) AND next_run_at <= ? "
             "ORDER BY next_run_at LIMIT ?",
-            (TaskStatus.CREATED, agent, TaskOwnership.ANYONE, ts, room)).fetchall()
+            (TaskStatus.CREATED,) + owners + (ts, room)).fetchall()
         for row in candidates:
             conn.execute("UPDATE tasks SET status = ?, executor = ?, updated_at = ? "
                          "WHERE id = ? AND status = ?",

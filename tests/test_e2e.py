@@ -1,0 +1,185 @@
+"""End to end: a real server process and real agent processes on 127.0.0.1."""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from octopus.harness import REPO_ROOT, Api, Process, free_port, wait_for
+
+
+@pytest.fixture
+def three(cluster):
+    cluster.start_server()
+    for name in ("a1", "a2", "a3"):
+        cluster.start_agent(name)
+    return cluster
+
+
+def test_anyone_specific_and_all_tasks_complete_with_their_executions(three):
+    api = three.api()
+    anyone = three.run_task(api, {"plugin": "echo", "action": "echo", "args": [1, "x"],
+                                  "kwargs": {"k": [True, None]}})
+    assert anyone["status"] == "success"
+    assert anyone["result"] == {"args": [1, "x"], "kwargs": {"k": [True, None]}}
+    assert anyone["executor"] in ("a1", "a2", "a3")
+    [run] = anyone["executions"]
+    assert run["client"] == anyone["executor"] and run["status"] == "success"
+
+    specific = three.run_task(api, {"plugin": "echo", "action": "echo", "args": [2], "owner": "a2"})
+    assert specific["status"] == "success" and specific["executor"] == "a2"
+    assert [e["client"] for e in specific["executions"]] == ["a2"]
+
+    everyone = three.run_task(api, {"plugin": "system", "action": "info", "owner": "ALL"})
+    assert everyone["status"] == "Done"
+    assert everyone["result"]["total"] == 3 and everyone["result"]["success"] == 3
+    assert sorted(e["client"] for e in everyone["executions"]) == ["a1", "a2", "a3"]
+    assert all(e["status"] == "success" for e in everyone["executions"])
+    status, listed = api.call("GET", "/executions?task_id=" + everyone["id"])
+    assert status == 200 and len(listed["executions"]) == 3
+
+
+def test_anyone_goes_to_the_least_busy_agent(three):
+    api = three.api()
+    ids = []
+    for _ in range(3):
+        status, task = api.call("POST", "/tasks", {"plugin": "sleep", "action": "sleep",
+                                                   "args": [1.5]})
+        assert status == 201
+        ids.append(task["id"])
+        # the next task is offered once this one is running somewhere
+        wait_for(lambda: api.call("GET", "/tasks/" + task["id"])[1]["status"] == "Active",
+                 10, what="task running")
+    executors = [three.run_task(api, {"plugin": "echo", "action": "echo"})["executor"]]
+    finals = [api.call("GET", "/tasks/%s?wait=10" % i)[1] for i in ids]
+    assert all(t["status"] == "success" for t in finals)
+    assert sorted(t["executor"] for t in finals) == ["a1", "a2", "a3"]
+    assert executors[0] in ("a1", "a2", "a3")
+
+
+def test_failures_are_recorded_and_a_crashing_plugin_does_not_take_the_agent_down(cluster, tmp_path):
+    plugins = tmp_path / "plugins"
+    shutil.copytree(REPO_ROOT / "plugins", plugins)
+    (plugins / "crashy.py").write_text(
+        '"""Misbehaving actions."""\nimport os\n\n\ndef die():\n    os._exit(7)\n\n\n'
+        'def hang_up():\n    import signal\n    os.kill(os.getpid(), signal.SIGKILL)\n\n\n'
+        'def talk():\n    print("to stdout")\n    import sys\n    print("to stderr", file=sys.stderr)\n'
+        '    return "said"\n')
+    cluster.start_server(env={"OCTOPUS_PLUGINS_DIR": str(plugins)})
+    cluster.start_agent("solo")
+    api = cluster.api()
+
+    failed = cluster.run_task(api, {"plugin": "echo", "action": "fail", "args": ["boom"]})
+    assert failed["status"] == "failed"
+    error = failed["result"]["error"]
+    assert error["type"] == "RuntimeError" and error["message"] == "boom"
+    assert "Traceback" in error["traceback"]
+
+    died = cluster.run_task(api, {"plugin": "crashy", "action": "die"})
+    assert died["status"] == "failed" and "code 7" in died["result"]["error"]["message"]
+    killed = cluster.run_task(api, {"plugin": "crashy", "action": "hang_up"})
+    assert killed["status"] == "failed" and "SIGKILL" in killed["result"]["error"]["message"]
+
+    talked = cluster.run_task(api, {"plugin": "crashy", "action": "talk"})
+    assert talked["status"] == "success" and talked["result"] == "said"
+    _, run = api.call("GET", "/executions/%d" % talked["executions"][0]["id"])
+    assert "to stdout" in run["output"] and "to stderr" in run["output"]
+    assert cluster.agents["solo"].alive()
+
+
+def test_changed_plugin_is_resynced_to_agents_without_restart(cluster, tmp_path):
+    plugins = tmp_path / "plugins"
+    shutil.copytree(REPO_ROOT / "plugins", plugins)
+    cluster.start_server(env={"OCTOPUS_PLUGINS_DIR": str(plugins)})
+    cluster.start_agent("sync")
+    api = cluster.api()
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["status"] == "success"
+    with open(plugins / "echo.py", "a") as f:
+        f.write('\n\ndef shout(word):\n    """Upper-case a word."""\n    return word.upper()\n')
+
+    def has_shout():
+        _, body = api.call("GET", "/plugins")
+        return any("shout" in p["actions"] for p in body["plugins"])
+
+    wait_for(has_shout, 10, what="server to see the new action")
+    task = cluster.run_task(api, {"plugin": "echo", "action": "shout", "args": ["hi"]})
+    assert task["status"] == "success" and task["result"] == "HI"
+    cached = cluster.root / "agent-sync" / "agent" / "plugins" / "echo.py"
+    assert "def shout" in cached.read_text()
+
+
+def test_logs_use_the_guides_phrases(three):
+    api = three.api()
+    three.run_task(api, {"plugin": "echo", "action": "echo"})
+    server_log = (three.root / "server" / "logs" / "server.log").read_text()
+    client_log = (three.root / "agent-a1" / "logs" / "client.log").read_text()
+    for phrase in ("Heartbeat received", "Task assignment", "Adding execution result"):
+        assert phrase in server_log
+    assert "Plugin echo loaded" in client_log
+    assert "test-admin-token" not in server_log and "test-agent-token" not in client_log
+
+
+def _plain_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOPUS_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def test_server_with_local_agent_generates_tokens_and_runs_tasks(tmp_path):
+    port = free_port()
+    data = tmp_path / "data"
+    proc = Process([sys.executable, "-m", "octopus", "--server", "--agent", "--host", "127.0.0.1",
+                    "--port", str(port), "--data-dir", str(data), "--name", "local"],
+                   tmp_path / "both.out", _plain_env())
+    try:
+        wait_for(lambda: (data / "admin.token").exists() and (data / "agent.token").exists(),
+                 20, what="generated tokens")
+        for name in ("admin.token", "agent.token"):
+            assert stat.S_IMODE(os.stat(data / name).st_mode) == 0o600
+        token = (data / "admin.token").read_text().strip()
+        api = Api(port, token)
+        wait_for(lambda: _online(api, "local"), 20, what="local agent online")
+        status, task = api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "args": [7]})
+        assert status == 201
+        _, task = api.call("GET", "/tasks/%s?wait=20" % task["id"])
+        assert task["status"] == "success" and task["executor"] == "local"
+        assert token not in proc.log()
+        assert str(data / "admin.token") in proc.log()
+        api.close()
+    finally:
+        assert proc.stop() == 0
+
+
+def _online(api, name):
+    try:
+        status, body = api.call("GET", "/agents")
+    except OSError:
+        api.close()
+        return False
+    return status == 200 and any(a["name"] == name and a["status"] == "online"
+                                 for a in body["agents"])
+
+
+def test_agent_waits_for_a_server_that_starts_later(cluster):
+    cluster.port = free_port()
+    cluster.start_agent("early", wait=False)
+    time.sleep(0)  # the agent is already retrying; no timing is assumed here
+    cluster.start_server()
+    cluster.wait_online("early")
+    api = cluster.api()
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["executor"] == "early"
+
+
+@pytest.mark.parametrize("args, setting", [
+    (["--server", "--port", "99999"], "SERVER_PORT"),
+    (["--agent", "--server-url", "ftp://x"], "SERVER_URL"),
+])
+def test_bad_settings_stop_start_up_with_one_line(tmp_path, args, setting):
+    result = subprocess.run([sys.executable, "-m", "octopus", "--data-dir", str(tmp_path)] + args,
+                            env=_plain_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and setting in lines[0] and "Traceback" not in result.stderr

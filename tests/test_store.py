@@ -1,0 +1,192 @@
+"""The store over a real SQLite file: schema, claims, results."""
+import threading
+
+import apsw
+import pytest
+
+from octopus.store import Store
+from octopus.store.migrate import latest_version
+from octopus.store.tasks import ConflictError
+
+ECHO = {"plugin": "echo", "action": "echo", "args": [1], "kwargs": {"k": "v"},
+        "owner": "Anyone", "type": "Adhoc"}
+
+
+def task(**overrides):
+    return dict(ECHO, **overrides)
+
+
+def test_schema_is_migrated_and_pragmas_are_set(store, tmp_path):
+    conn = apsw.Connection(str(tmp_path / "octopus.db"))
+    assert conn.execute("PRAGMA user_version").fetchall()[0][0] == latest_version()
+    assert conn.execute("PRAGMA journal_mode").fetchall()[0][0] == "wal"
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(tasks)")}
+    assert {"id", "owner", "plugin", "action", "args", "kwargs", "type", "execution_start_time",
+            "execution_end_time", "interval", "status", "executor", "result",
+            "updated_at"} <= columns
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(executions)")}
+    assert {"id", "task_id", "client", "status", "result", "updated_at"} <= columns
+    conn.close()
+
+
+def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path, clock):
+    path = str(tmp_path / "again.db")
+    first = Store(path, clock=clock)
+    created, _ = first.create_task(task())
+    first.close()
+    second = Store(path, clock=clock)
+    assert second.get_task(created["id"])["plugin"] == "echo"
+    assert second.schema_version == latest_version()
+    second.close()
+
+
+def test_newer_schema_is_refused(tmp_path, clock):
+    path = str(tmp_path / "future.db")
+    conn = apsw.Connection(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Store(path, clock=clock)
+
+
+def test_anyone_task_goes_to_the_agent_that_claims_it(store):
+    store.heartbeat("a", {})
+    created, fanned = store.create_task(task())
+    assert fanned == [] and created["status"] == "Created"
+    runs = store.claim_runs("a", 5)
+    assert [r["task_id"] for r in runs] == [created["id"]]
+    assert runs[0]["args"] == [1] and runs[0]["kwargs"] == {"k": "v"}
+    current = store.get_task(created["id"], with_executions=True)
+    assert current["status"] == "Active" and current["executor"] == "a"
+    assert [e["status"] for e in current["executions"]] == ["running"]
+    assert store.claim_runs("b", 5) == []
+
+
+def test_specific_task_waits_for_its_agent(store):
+    created, _ = store.create_task(task(owner="b"))
+    assert store.claim_runs("a", 5) == []
+    assert [r["task_id"] for r in store.claim_runs("b", 5)] == [created["id"]]
+
+
+def test_capacity_limits_a_claim_and_oldest_goes_first(store, clock):
+    ids = []
+    for _ in range(5):
+        ids.append(store.create_task(task())[0]["id"])
+        clock.advance(0.01)
+    first = store.claim_runs("a", 2)
+    assert [r["task_id"] for r in first] == ids[:2]
+    assert [r["task_id"] for r in store.claim_runs("a", 10)] == ids[2:]
+
+
+def test_no_task_is_handed_to_two_agents(tmp_path):
+    store = Store(str(tmp_path / "race.db"))
+    for _ in range(300):
+        store.create_task(task())
+    claimed = {}
+    errors = []
+
+    def agent(name):
+        try:
+            while True:
+                runs = store.claim_runs(name, 3)
+                if not runs:
+                    return
+                for run in runs:
+                    claimed.setdefault(run["task_id"], []).append(name)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=agent, args=("agent%d" % i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(claimed) == 300
+    assert all(len(names) == 1 for names in claimed.values())
+    assert len(store.list_executions(limit=1000)) == 300
+    store.close()
+
+
+def test_result_settles_the_task_once(store):
+    created, _ = store.create_task(task())
+    run = store.claim_runs("a", 1)[0]
+    result = {"id": run["id"], "status": "success", "result": {"ok": 1}, "output": "hi\n",
+              "duration": 0.5}
+    assert store.finish_runs("a", [result]) == ([run["id"]], [], [created["id"]])
+    again = store.finish_runs("a", [dict(result, status="failed", result="other")])
+    assert again == ([run["id"]], [], [])
+    done = store.get_task(created["id"], with_executions=True)
+    assert done["status"] == "success" and done["result"] == {"ok": 1}
+    assert len(done["executions"]) == 1
+    assert store.get_execution(run["id"])["output"] == "hi\n"
+
+
+def test_result_from_another_agent_or_unknown_run_is_refused(store):
+    created, _ = store.create_task(task())
+    run = store.claim_runs("a", 1)[0]
+    acked, rejected, _ = store.finish_runs("b", [{"id": run["id"], "status": "success"}])
+    assert acked == [] and rejected == [(run["id"], "run belongs to another agent")]
+    acked, rejected, _ = store.finish_runs("a", [{"id": 999, "status": "success"}])
+    assert rejected == [(999, "unknown run")]
+    assert store.get_task(created["id"])["status"] == "Active"
+
+
+def test_all_task_fans_out_to_online_agents_and_sums_up(store, clock):
+    for name in ("a", "b", "c"):
+        store.heartbeat(name, {})
+    clock.advance(31)
+    store.heartbeat("a", {})
+    store.heartbeat("b", {})  # c is offline now
+    created, fanned = store.create_task(task(owner="ALL"))
+    assert sorted(fanned) == ["a", "b"]
+    assert store.get_task(created["id"])["status"] == "Active"
+    run_a = store.claim_runs("a", 5)[0]
+    run_b = store.claim_runs("b", 5)[0]
+    assert store.claim_runs("c", 5) == []
+    store.finish_runs("a", [{"id": run_a["id"], "status": "success", "result": 1}])
+    assert store.get_task(created["id"])["status"] == "Active"
+    store.finish_runs("b", [{"id": run_b["id"], "status": "failed", "result": "boom"}])
+    done = store.get_task(created["id"])
+    assert done["status"] == "Done"
+    assert done["result"]["total"] == 2 and done["result"]["success"] == 1
+    assert done["result"]["failed"] == 1
+    assert done["result"]["agents"]["b"] == {"status": "failed", "result": "boom"}
+
+
+def test_all_task_without_agents_waits_for_one(store):
+    created, fanned = store.create_task(task(owner="ALL"))
+    assert fanned == [] and store.get_task(created["id"])["status"] == "Created"
+    store.heartbeat("late", {})
+    assert store.fan_out_due() == {"late"}
+    assert store.get_task(created["id"])["status"] == "Active"
+
+
+def test_delayed_task_is_not_claimed_before_its_time(store, clock):
+    created, _ = store.create_task(task(), delay=5)
+    assert store.claim_runs("a", 1) == []
+    clock.advance(5)
+    assert [r["task_id"] for r in store.claim_runs("a", 1)] == [created["id"]]
+
+
+def test_running_task_cannot_be_changed_but_can_be_deleted(store):
+    created, _ = store.create_task(task())
+    store.claim_runs("a", 1)
+    with pytest.raises(ConflictError):
+        store.update_task(created["id"], {"args": [2]})
+    assert store.delete_task(created["id"]) is True
+    assert store.get_task(created["id"]) is None
+    assert store.list_executions(task_id=created["id"]) == []
+    assert store.delete_task(created["id"]) is False
+
+
+def test_agents_show_online_offline_and_running(store, clock):
+    store.heartbeat("a", {"hostname": "h1", "ip": "10.0.0.1", "version": "1", "concurrency": 2})
+    assert store.heartbeat("a", {}) is False
+    store.create_task(task(owner="a"))
+    store.claim_runs("a", 1)
+    [agent] = store.list_agents()
+    assert agent["status"] == "online" and agent["running"] == 1
+    clock.advance(31)
+    assert store.list_agents()[0]["status"] == "offline"
+    assert store.heartbeat("a", {}) is True  # back online
