@@ -141,6 +141,7 @@ def _on_signals(server, stop):
         log.info("Signal %d received: stopping", signum)
         stop.set()
         if server is not None:
+            server.release_waiters()
             raise SystemExit(0)  # makes waitress's loop return
 
     for sig in (signal.SIGTERM, signal.SIGINT):

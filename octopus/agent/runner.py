@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ class Runner:
         self._output_limit = output_limit
         self._lock = threading.Lock()
         self._proc = None
-        self._active = set()
+        self._active = {}  # run id -> process group of the run, once started
         self._closing = False
 
     def start(self):
@@ -54,7 +55,7 @@ class Runner:
         line = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
         with self._lock:
             if new_run is not None:
-                self._active.add(new_run)
+                self._active[new_run] = None
             try:
                 self._proc.stdin.write(line)
                 self._proc.stdin.flush()
@@ -65,7 +66,11 @@ class Runner:
         for line in proc.stdout:
             msg = json.loads(line)
             with self._lock:
-                self._active.discard(msg["id"])
+                if msg["op"] == "started":
+                    if msg["id"] in self._active:
+                        self._active[msg["id"]] = msg["pid"]
+                    continue
+                self._active.pop(msg["id"], None)
             self._on_done(msg)
         proc.wait()
         self._launcher_died(proc)
@@ -73,8 +78,13 @@ class Runner:
     def _launcher_died(self, proc):
         """Fail the runs it held and start a new one, unless we are closing."""
         with self._lock:
-            lost, self._active = self._active, set()
+            lost, self._active = self._active, {}
             closing = self._closing
+        for pgid in filter(None, lost.values()):
+            try:  # its runs outlive it otherwise: each leads its own process group
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
         for run_id in lost:
             self._on_done({"op": "done", "id": run_id, "status": "failed", "output": "",
                            "duration": 0.0, "result": {"error": {

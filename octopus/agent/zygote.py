@@ -10,7 +10,8 @@ reaped.
 
   agent -> zygote: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit"}
                    {"op": "kill", "id", "grace"}
-  zygote -> agent: {"op": "done", "id", "status", "result", "output", "duration"}
+  zygote -> agent: {"op": "started", "id", "pid"}
+                   {"op": "done", "id", "status", "result", "output", "duration"}
 """
 import json
 import os
@@ -170,6 +171,7 @@ class Zygote:
         child = Child(msg["id"], pid, result_r, output, msg.get("output_limit", 1 << 20))
         self._children[pid] = child
         self._selector.register(result_r, selectors.EVENT_READ, child)
+        self._send({"op": "started", "id": msg["id"], "pid": pid})
 
     def _read_result(self, child):
         try:

@@ -104,7 +104,7 @@ class WorkResource:
         try:
             deadline = self._clock() + wait
             runs = self._claim(name, capacity, running)
-            while not runs:
+            while not runs and not self._dispatcher.closed:
                 remaining = deadline - self._clock()
                 if remaining <= 0 or not waiter.event.wait(remaining):
                     break

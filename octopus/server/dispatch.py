@@ -27,13 +27,14 @@ class Dispatcher:
         self._count = 0
         self._order = itertools.count()
         self._task_waits = {}       # task id -> [Event]
+        self.closed = False
 
     # -- agents -----------------------------------------------------------
 
     def register(self, name, running):
         """A Waiter for ``name``, or None when the cap on waiters is reached."""
         with self._lock:
-            if self._count >= self.max_waiters:
+            if self._count >= self.max_waiters or self.closed:
                 return None
             waiter = Waiter(name, running, next(self._order))
             self._waiters.setdefault(name, []).append(waiter)
@@ -81,6 +82,15 @@ class Dispatcher:
             chosen = [w for ws in self._waiters.values() for w in ws]
         for waiter in chosen:
             waiter.event.set()
+
+    def close(self):
+        """Release every held request, so the server can stop at once."""
+        with self._lock:
+            self.closed = True
+            events = [w.event for ws in self._waiters.values() for w in ws]
+            events += [e for es in self._task_waits.values() for e in es]
+        for event in events:
+            event.set()
 
     # -- clients waiting for a task to finish -----------------------------
 

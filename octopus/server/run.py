@@ -60,10 +60,9 @@ class Server:
         finally:
             self.close()
 
-    def stop(self):
-        """Make ``serve`` return (callable from a signal handler or another thread)."""
-        self.http.close()
-        self.scheduler.stop()
+    def release_waiters(self):
+        """Answer every held long-poll now; called as the server starts to stop."""
+        self.dispatcher.close()
 
     def close(self):
         self.scheduler.stop()

@@ -1,0 +1,140 @@
+"""The agent's run launcher: each run in its own forked process group."""
+import os
+import queue
+import signal
+import time
+
+import pytest
+
+from octopus.agent.runner import Runner
+from octopus.harness import wait_for
+
+PLUGIN = '''
+import os, sys, time
+
+
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def noisy(n):
+    sys.stdout.write("x" * n)
+    return n
+
+
+def grandchild(pidfile):
+    import subprocess
+    p = subprocess.Popen(["sleep", "60"])
+    with open(pidfile, "w") as f:
+        f.write(str(p.pid))
+    time.sleep(60)
+
+
+def stubborn(readyfile):
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(readyfile, "w").close()
+    time.sleep(60)
+
+
+def unserialisable():
+    return {1, 2}
+'''
+
+
+@pytest.fixture
+def runner(tmp_path):
+    done = queue.Queue()
+    r = Runner(str(tmp_path / "tmp"), done.put, output_limit=1000)
+    r.start()
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PLUGIN)
+    r.done = done
+    r.plugin = str(plugin)
+    yield r
+    r.close()
+
+
+def run(runner, run_id, action, *args, timeout=20):
+    runner.submit(run_id, runner.plugin, action, list(args), {})
+    msg = runner.done.get(timeout=timeout)
+    assert msg["id"] == run_id
+    return msg
+
+
+def test_result_and_output_come_back(runner):
+    msg = run(runner, 1, "echo", 1, "a")
+    assert msg["status"] == "success" and msg["result"] == {"args": [1, "a"], "kwargs": {}}
+    assert msg["duration"] >= 0
+
+
+def test_output_is_capped_and_marked(runner):
+    msg = run(runner, 2, "noisy", 5000)
+    assert msg["status"] == "success"
+    assert msg["output"].startswith("x" * 1000)
+    assert "truncated: 1000 of 5000 bytes" in msg["output"]
+
+
+def test_unserialisable_result_fails_clearly(runner):
+    msg = run(runner, 3, "unserialisable")
+    assert msg["status"] == "failed"
+    assert "not JSON-serialisable" in msg["result"]["error"]["message"]
+
+
+def test_missing_plugin_file_fails_the_run_only(runner, tmp_path):
+    runner.submit(4, str(tmp_path / "gone.py"), "echo", [], {})
+    msg = runner.done.get(timeout=20)
+    assert msg["status"] == "failed" and msg["result"]["error"]["type"] == "FileNotFoundError"
+    assert run(runner, 5, "echo")["status"] == "success"
+
+
+def test_kill_stops_the_whole_process_group(runner, tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    runner.submit(6, runner.plugin, "grandchild", [str(pidfile)], {})
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20, what="grandchild"))
+    runner.kill(6, grace=2)
+    msg = runner.done.get(timeout=10)
+    assert msg["status"] == "failed" and "SIGTERM" in msg["result"]["error"]["message"]
+    wait_for(lambda: not _alive(pid), 5, what="grandchild gone")
+
+
+def test_kill_escalates_to_sigkill_after_the_grace(runner, tmp_path):
+    ready = tmp_path / "ready"
+    runner.submit(7, runner.plugin, "stubborn", [str(ready)], {})
+    wait_for(ready.exists, 20, what="SIGTERM ignored")
+    started = time.monotonic()
+    runner.kill(7, grace=0.5)
+    msg = runner.done.get(timeout=10)
+    assert msg["status"] == "failed" and "SIGKILL" in msg["result"]["error"]["message"]
+    assert 0.5 <= time.monotonic() - started < 5
+
+
+def test_runs_go_on_in_parallel(runner):
+    for i in range(10, 20):
+        runner.submit(i, runner.plugin, "echo", [i], {})
+    results = {}
+    for _ in range(10):
+        msg = runner.done.get(timeout=20)
+        results[msg["id"]] = msg["result"]["args"]
+    assert results == {i: [i] for i in range(10, 20)}
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, tmp_path):
+    ready = tmp_path / "ready"
+    runner.submit(30, runner.plugin, "stubborn", [str(ready)], {})
+    wait_for(ready.exists, 20, what="run started")
+    run_pid = wait_for(lambda: runner._active.get(30), 5, what="run pid")
+    os.kill(runner._proc.pid, signal.SIGKILL)
+    msg = runner.done.get(timeout=10)
+    assert msg["id"] == 30 and msg["status"] == "failed"
+    wait_for(lambda: not _alive(run_pid), 5, what="orphaned run killed")
+    wait_for(lambda: runner._proc.poll() is None and runner._proc.pid, 10, what="new launcher")
+    assert run(runner, 31, "echo")["status"] == "success"
