@@ -122,7 +122,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("CLIENT_TIMEOUT", 30, _int(1), "Seconds without a heartbeat before an agent counts as offline."),
     Setting("HEARTBEAT_CLEANUP_INTERVAL", 60, _int(1), "Seconds between sweeps for agents that went silent."),
     Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is offered to agents."),
-    Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes."),
+    Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes (reserved: retention cleanup is not active yet)."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token.", secret=True),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token.", secret=True),
@@ -217,6 +217,8 @@ def help_table(settings):
     """Markdown table of settings, for --help-settings and the README."""
     rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
     for s in settings:
-        default = "(CPU count)" if s.name == "CONCURRENCY" else repr(s.default) if s.default != "" else '""'
-        rows.append("| `%s%s` | %s | %s |" % (ENV_PREFIX, s.name, default, s.help))
+        default = "CPU count" if s.name == "CONCURRENCY" else str(s.default).lower() \
+            if isinstance(s.default, bool) else str(s.default)
+        rows.append("| `%s%s` | %s | %s |" % (ENV_PREFIX, s.name, "`%s`" % default if default
+                                              else "(empty)", s.help))
     return "\n".join(rows)

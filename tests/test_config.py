@@ -85,3 +85,11 @@ def test_secrets_are_masked_in_public_view():
     config = load(env={"OCTOPUS_ADMIN_TOKEN": "s3cret"})
     assert "s3cret" not in repr(config.public())
     assert "OCTOPUS_ADMIN_TOKEN" in settings.help_table(settings.SERVER_SETTINGS)
+
+
+def test_readme_lists_every_setting_as_the_code_has_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for table in (settings.SERVER_SETTINGS, settings.AGENT_SETTINGS):
+        assert settings.help_table(table) in readme
