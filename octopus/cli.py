@@ -90,11 +90,7 @@ def _start_server(config):
         raise ConfigError("server mode needs falcon, waitress and apsw for Python %d.%d: %s"
                           % (sys.version_info[:2] + (e,)))
     _check_apsw()
-    try:
-        return Server(config)
-    except OSError as e:
-        raise ConfigError("cannot start the server on %s:%s: %s"
-                          % (config.SERVER_HOST, config.SERVER_PORT, e.strerror or e))
+    return Server(config)
 
 
 def _check_apsw():
@@ -111,6 +107,7 @@ def _start_agent(config, server, args):
     from octopus import logs
     from octopus.agent.core import Agent
 
+    settings.ensure_data_dir(config)
     logs.setup(config, ("octopus.agent",), config.LOG_FILE)
     if server is not None:
         token = server.agent_token

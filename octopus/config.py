@@ -222,3 +222,16 @@ def help_table(settings):
         rows.append("| `%s%s` | %s | %s |" % (ENV_PREFIX, s.name, "`%s`" % default if default
                                               else "(empty)", s.help))
     return "\n".join(rows)
+
+
+def ensure_data_dir(config):
+    """Create DATA_DIR if needed; a ConfigError naming it if it cannot be written."""
+    path = os.path.abspath(config.DATA_DIR)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError("DATA_DIR=%s cannot be used: %s" % (path, e.strerror or e))

@@ -60,7 +60,7 @@ class AppClient:
         self.registry = Registry(str(resources.bundled_plugins_dir()))
         self.dispatcher = Dispatcher(self.config.MAX_WAITERS)
         app = create_app(self.config, store, self.registry, self.dispatcher, ADMIN_TOKEN,
-                         AGENT_TOKEN, str(resources.static_dir()))
+                         AGENT_TOKEN, str(resources.static_dir()), clock=store.clock)
         self.client = falcon.testing.TestClient(app)
 
     def call(self, method, path, body=None, token=ADMIN_TOKEN, **kwargs):

@@ -163,7 +163,7 @@ def _result(item):
     if not isinstance(item, dict):
         raise bad_request("each result must be a JSON object", "results")
     run_id = item.get("id")
-    if not isinstance(run_id, int) or isinstance(run_id, bool) or run_id < 1:
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 1 <= run_id < 2 ** 63:
         raise bad_request("result id must be a run id", "results")
     if item.get("status") not in RunStatus.FINAL:
         raise bad_request("result status must be one of %s" % ", ".join(RunStatus.FINAL),

@@ -1,12 +1,17 @@
 """The WSGI app: ``create_app`` wires resources to the collaborators it is given."""
+import time
+
 import falcon
 
 from octopus.server import agents, system, tasks
 from octopus.server.auth import AuthMiddleware
 from octopus.server.errors import handle_unexpected, serialize_error
 
+MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
 
-def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir):
+
+def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir,
+               clock=time.time):
     app = falcon.App(middleware=[AuthMiddleware(admin_token, agent_token),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)
@@ -15,11 +20,11 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.req_options.keep_blank_qs_values = True
     app.resp_options.secure_cookies_by_default = True
 
-    app.add_route("/health", system.HealthResource(store, dispatcher))
-    app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
-    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
+    app.add_route("/health", system.HealthResource(store, dispatcher, clock))
+    app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher, clock))
+    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher, clock))
     app.add_route("/executions", tasks.ExecutionsResource(store))
-    app.add_route("/executions/{run_id:int}", tasks.ExecutionResource(store))
+    app.add_route("/executions/{run_id:int(min=1, max=%d)}" % MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))
     app.add_route("/heartbeat", agents.HeartbeatResource(store, registry, dispatcher))
     app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher))

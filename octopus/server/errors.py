@@ -1,12 +1,15 @@
 """Every error the API returns: ``{"error": {"message": ..., "field": ...}}``."""
 import json
 import logging
+import re
 
 import falcon
 
 log = logging.getLogger("octopus.server")
 
 MAX_BODY = 1024 * 1024
+# A \uD800-\uDFFF escape: JSON allows a lone one, UTF-8 (and so SQLite) does not.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class ApiError(falcon.HTTPError):
@@ -55,9 +58,15 @@ def read_json(req, kind=dict):
     if not data.strip():
         raise bad_request("request body is empty; expected a JSON object")
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_no_constant)
+        if _SURROGATE_ESCAPE.search(data):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as e:
         raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
     if not isinstance(value, kind):
         raise bad_request("request body must be a JSON %s" % ("object" if kind is dict else "array"))
     return value
+
+
+def _no_constant(name):
+    raise ValueError("%s is not a JSON number" % name)

@@ -1,9 +1,11 @@
 """Start the server: store, registry, app, scheduler and waitress."""
 import logging
 
+import apsw
 import waitress
 
 from octopus import __version__, logs, resources
+from octopus.config import ConfigError, ensure_data_dir
 from octopus.plugins import Registry
 from octopus.server.app import create_app
 from octopus.server.auth import load_or_create_token
@@ -21,6 +23,7 @@ class Server:
     """Everything the server runs, built but not yet serving."""
 
     def __init__(self, config):
+        ensure_data_dir(config)
         logs.setup(config, SERVER_LOGGERS, config.LOG_FILE)
         self.config = config
         self.admin_token, admin_file = load_or_create_token(
@@ -31,7 +34,10 @@ class Server:
             if path:
                 log.warning("Generated the %s token into %s (mode 0600)", role, path)
         db_file = config.path(config.DB_FILE or "octopus.db")
-        self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT)
+        try:
+            self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT)
+        except (apsw.Error, OSError, RuntimeError) as e:
+            raise ConfigError("DB_FILE=%s cannot be used: %s" % (db_file, e))
         self.registry = Registry(config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR
                                  else str(resources.bundled_plugins_dir()))
         self.registry.plugins()
@@ -40,14 +46,23 @@ class Server:
         app = create_app(config, self.store, self.registry, self.dispatcher,
                          self.admin_token, self.agent_token, str(resources.static_dir()))
         # Each waiting agent holds a thread: size the pool for waiters plus work.
-        self.http = waitress.create_server(
+        try:
+            self.http = self._listen(app, config)
+        except OSError as e:
+            self.store.close()
+            raise ConfigError("cannot listen on SERVER_HOST=%s SERVER_PORT=%s: %s"
+                              % (config.SERVER_HOST, config.SERVER_PORT, e.strerror or e))
+        log.info("Octopus %s server on http://%s:%d (database %s, plugins %s)", __version__,
+                 config.SERVER_HOST, self.port, db_file, self.registry.folder)
+
+    @staticmethod
+    def _listen(app, config):
+        return waitress.create_server(
             app, host=config.SERVER_HOST, port=config.SERVER_PORT,
             threads=config.THREADS + config.MAX_WAITERS, asyncore_use_poll=True,
             connection_limit=max(1000, config.MAX_WAITERS * 2 + 100),
             backlog=2048, channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
             max_request_body_size=2 * 1024 * 1024, ident="octopus", clear_untrusted_proxy_headers=True)
-        log.info("Octopus %s server on http://%s:%d (database %s, plugins %s)", __version__,
-                 config.SERVER_HOST, self.port, db_file, self.registry.folder)
 
     @property
     def port(self):
@@ -68,5 +83,6 @@ class Server:
         self.scheduler.stop()
         self.store.close()
         log.info("Server stopped")
+
 
 

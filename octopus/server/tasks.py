@@ -4,7 +4,7 @@ import time
 
 import falcon
 
-from octopus.constants import TaskStatus
+from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
 from octopus.server.errors import conflict, not_found, read_json
 from octopus.store.tasks import ConflictError
@@ -48,10 +48,11 @@ validate_list_params = FILTERS + ("limit", "offset")
 
 
 class TaskResource:
-    def __init__(self, store, registry, dispatcher):
+    def __init__(self, store, registry, dispatcher, clock=time.time):
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        self._clock = clock
 
     def on_get(self, req, resp, task_id):
         validate.only_params(req, ("wait",))
@@ -88,6 +89,11 @@ class TaskResource:
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
+        if task["status"] == TaskStatus.CREATED and task["next_run_at"] <= iso(self._clock()):
+            # It may now be for other agents (or for ALL): offer it again.
+            agents = self._store.fan_out_due() if task["owner"] == TaskOwnership.ALL else ()
+            self._dispatcher.offer(task["owner"], agents)
+            task = self._store.get_task(task_id) or task
         resp.media = task
 
     def on_delete(self, req, resp, task_id):

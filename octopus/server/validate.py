@@ -17,9 +17,10 @@ MAX_NAME = 128
 def agent_name(value, field="client"):
     """An agent's name: 1-128 printable characters without spaces or slashes."""
     if (not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isprintable()
-            or any(c.isspace() or c in "/\\" for c in value)):
-        raise bad_request("%s must be 1-%d printable characters without spaces or slashes"
-                          % (field, MAX_NAME), field)
+            or any(c.isspace() or c in "/\\" for c in value)
+            or value in (TaskOwnership.ALL, TaskOwnership.ANYONE)):
+        raise bad_request("%s must be 1-%d printable characters without spaces or slashes, "
+                          "and not ALL or Anyone" % (field, MAX_NAME), field)
     return value
 
 

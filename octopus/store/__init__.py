@@ -26,6 +26,10 @@ class Store(TaskQueries, RunQueries, AgentQueries):
         self.schema_version = migrate(self._db)
 
     @property
+    def clock(self):
+        return self._clock
+
+    @property
     def path(self):
         return self._db.path
 
