@@ -51,6 +51,9 @@ class Agent:
         self._cond = threading.Condition()
         self._running = {}    # run id -> task id
         self._pending = []    # finished results not yet acknowledged
+        self._reporting = threading.Lock()  # one report in flight at a time
+        self._direct = self._client(timeout=5.0)
+        self._report_later = threading.Event()  # results the quick path could not send
         self._digest = None
         self._threads = []
 
@@ -83,7 +86,7 @@ class Agent:
         return reply
 
     def report(self, client):
-        """Send finished results; returns how many the server acknowledged."""
+        """Send finished results; returns how many the server settled (acked or refused)."""
         with self._cond:
             batch = self._pending[:REPORT_BATCH]
         if not batch:
@@ -95,7 +98,7 @@ class Agent:
             done.add(item["id"])
         with self._cond:
             self._pending = [r for r in self._pending if r["id"] not in done]
-        return len(reply["acked"])
+        return len(done)
 
     # -- runs ---------------------------------------------------------------
 
@@ -120,6 +123,17 @@ class Agent:
             self._pending.append(result)
             self._cond.notify_all()
         log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
+        # Report from this thread when no report is in flight: one thread hop
+        # less on every run.  Anything else is left to the report loop.
+        if not self._reporting.acquire(blocking=False):
+            self._report_later.set()
+            return
+        try:
+            self.report(self._direct)
+        except (Unreachable, ServerError):
+            self._report_later.set()
+        finally:
+            self._reporting.release()
 
     def _address(self):
         """The local address this host reaches the server from (no packet is sent)."""
@@ -174,25 +188,27 @@ class Agent:
                 self._stop.wait(self.config.TASK_CHECK_INTERVAL)  # server is at its waiter cap
 
     def _report_loop(self):
+        """Send what the quick path in _on_done could not, retrying until it is acked."""
         client, backoff = self._client(), Backoff(base=self.config.RETRY_DELAY or 0.5)
         attempts = 0
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._stop.is_set())
-                if not self._pending:
-                    return
+        while not self._stop.is_set():
+            if not self._report_later.wait(1.0):
+                continue
+            self._report_later.clear()
             try:
-                self.report(client)
+                with self._reporting:
+                    while self.report(client):
+                        pass
                 attempts = 0
                 backoff.reset()
             except (Unreachable, ServerError) as e:
+                self._report_later.set()
                 attempts += 1
                 delay = (self.config.RETRY_DELAY if attempts <= self.config.MAX_RETRY_ATTEMPTS
                          else backoff.next_delay())
                 log.warning("Reporting %d results failed (%s); retry %d in %.1fs",
                             len(self._pending), e, attempts, delay)
-                if self._stop.wait(delay):
-                    return
+                self._stop.wait(delay)
 
     def start(self):
         os.makedirs(self.config.path("agent"), exist_ok=True)
