@@ -141,6 +141,8 @@ AGENT_SETTINGS = COMMON_SETTINGS + [
     Setting("MAX_RETRY_ATTEMPTS", 3, _int(0, 100), "Retries of a failed report before the agent waits and starts over."),
     Setting("RETRY_DELAY", 2, _float(0), "Seconds between report retries."),
     Setting("CONCURRENCY", _CPUS, _int(1, 1024), "Runs this agent executes at once (default: CPU count)."),
+    Setting("RUNS_PER_WORKER", 100, _int(1, 1000000),
+            "Runs a worker process does before it is replaced; 1 gives every run a fresh process."),
     Setting("LOG_FILE", "logs/client.log", _text, "Agent log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
 ]
 

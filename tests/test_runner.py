@@ -39,18 +39,38 @@ def stubborn(readyfile):
 
 def unserialisable():
     return {1, 2}
+
+
+COUNTER = []
+
+
+def mutate():
+    COUNTER.append(1)
+    os.chdir("/")
+    os.environ["OCTOPUS_TEST_LEAK"] = "1"
+    return os.getpid()
+
+
+def probe():
+    return {"cwd": os.getcwd(), "leak": os.environ.get("OCTOPUS_TEST_LEAK"),
+            "counter": len(COUNTER), "pid": os.getpid()}
 '''
 
 
-@pytest.fixture
-def runner(tmp_path):
+def make_runner(tmp_path, **kwargs):
     done = queue.Queue()
-    r = Runner(str(tmp_path / "tmp"), done.put, output_limit=1000)
+    r = Runner(str(tmp_path / "tmp"), done.put, output_limit=1000, **kwargs)
     r.start()
     plugin = tmp_path / "probe.py"
     plugin.write_text(PLUGIN)
     r.done = done
     r.plugin = str(plugin)
+    return r
+
+
+@pytest.fixture
+def runner(tmp_path):
+    r = make_runner(tmp_path)
     yield r
     r.close()
 
@@ -138,3 +158,28 @@ def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, 
     wait_for(lambda: not _alive(run_pid), 5, what="orphaned run killed")
     wait_for(lambda: runner._proc.poll() is None and runner._proc.pid, 10, what="new launcher")
     assert run(runner, 31, "echo")["status"] == "success"
+
+
+def test_a_reused_worker_gives_each_run_a_clean_start(runner):
+    pid = run(runner, 40, "mutate")["result"]
+    seen = run(runner, 41, "probe")["result"]
+    assert seen["pid"] == pid  # the same warm worker ran both
+    assert seen["cwd"] == os.getcwd() and seen["leak"] is None and seen["counter"] == 0
+
+
+def test_one_run_per_worker_gives_every_run_a_fresh_process(tmp_path):
+    r = make_runner(tmp_path, runs_per_worker=1)
+    try:
+        pids = [run(r, i, "probe")["result"]["pid"] for i in range(30)]
+    finally:
+        r.close()
+    assert len(set(pids)) == 30  # and no run lost as its worker exited right after it
+
+
+def test_workers_are_replaced_after_their_share_of_runs(tmp_path):
+    r = make_runner(tmp_path, runs_per_worker=3)
+    try:
+        pids = [run(r, i, "probe")["result"]["pid"] for i in range(9)]
+    finally:
+        r.close()
+    assert len(set(pids)) == 3 and pids[0] == pids[2] != pids[3]

@@ -45,7 +45,8 @@ class Agent:
         self._token = token
         home = config.path("agent")
         self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
-        self._runner = Runner(os.path.join(home, "tmp"), self._on_done)
+        self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
+                              runs_per_worker=config.RUNS_PER_WORKER)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._cond = threading.Condition()

@@ -19,8 +19,9 @@ _ORIGINAL_PYTHONPATH = "OCTOPUS_ORIGINAL_PYTHONPATH"
 class Runner:
     """Starts runs in the launcher process and calls ``on_done(msg)`` as they finish."""
 
-    def __init__(self, workdir, on_done, output_limit=1 << 20):
+    def __init__(self, workdir, on_done, output_limit=1 << 20, runs_per_worker=100):
         self._workdir = workdir
+        self._runs_per_worker = runs_per_worker
         self._on_done = on_done
         self._output_limit = output_limit
         self._lock = threading.Lock()
@@ -37,7 +38,7 @@ class Runner:
                 "p and os.environ.__setitem__('PYTHONPATH', p)\n"
                 "from octopus.agent.zygote import main; main()" % _ORIGINAL_PYTHONPATH)
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, self._workdir],
+            [sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
         reader = threading.Thread(target=self._read, args=(self._proc,), name="runner-reader",
                                   daemon=True)

@@ -1,0 +1,159 @@
+"""A run worker: a process forked by the launcher that runs actions one at a time.
+
+It leads its own process group, so stopping a run (cancel, timeout) kills the
+worker and everything the run started; the launcher then forks another.  A
+worker is replaced after ``max_runs`` runs, so a plugin that leaks memory or
+threads cannot grow a process for ever.  Each run gets a fresh module object,
+its own captured output, and the working directory and environment the
+worker started with.
+"""
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import types
+
+
+def serve(cmd_fd, result_fd, workdir, max_runs, codes):
+    """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns."""
+    status = 1
+    try:
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        home = (os.getcwd(), dict(os.environ))
+        lines = _lines(cmd_fd)
+        for _ in range(max_runs):
+            line = next(lines, None)
+            if line is None:  # the launcher closed our pipe: stop
+                break
+            _write_all(result_fd, run_one(json.loads(line), codes, workdir, null, home))
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def run_one(msg, codes, workdir, null, home):
+    """Do one run; returns its outcome as one JSON line."""
+    out_fd = _output_file(workdir)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    started = time.monotonic()
+    try:
+        module = types.ModuleType(os.path.basename(msg["path"])[:-3])
+        module.__file__ = msg["path"]
+        exec(load_code(codes, msg["path"]), module.__dict__)
+        value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
+        outcome = {"status": "success", "result": value}
+        line = json.dumps(outcome, allow_nan=False)  # fails here if not JSON
+    except BaseException as e:  # the action's failure is the run's result
+        outcome = {"status": "failed", "result": error(e)}
+    finally:
+        _flush()
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        _restore(home)
+    outcome["duration"] = round(time.monotonic() - started, 6)
+    outcome["output"] = read_output(out_fd, msg.get("output_limit", 1 << 20))
+    line = json.dumps(outcome)
+    return line.encode() + b"\n"
+
+
+def load_code(codes, path):
+    """The compiled plugin, cached by file identity (a changed file compiles anew)."""
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    code = codes.get(key)
+    if code is None:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec", dont_inherit=True)
+        for old in [k for k in codes if k[0] == path]:
+            del codes[old]
+        codes[key] = code
+    return code
+
+
+def error(exc):
+    if (isinstance(exc, TypeError) and "JSON serializable" in str(exc)) or (
+            isinstance(exc, ValueError) and "JSON compliant" in str(exc)):
+        message = "the action's return value is not JSON-serialisable: %s" % exc
+    else:
+        message = str(exc)
+    return {"error": {"type": type(exc).__name__, "message": message,
+                      "traceback": "".join(traceback.format_exception(type(exc), exc,
+                                                                      exc.__traceback__))}}
+
+
+def read_output(fd, limit):
+    """What the run printed, cut at ``limit`` bytes with a note; closes ``fd``."""
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = b""
+        while len(data) < min(size, limit):
+            chunk = os.read(fd, min(size, limit) - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", "replace")
+    if size > limit:
+        text += "\n[... output truncated: %d of %d bytes kept]" % (limit, size)
+    return text
+
+
+def _output_file(workdir):
+    try:  # an unnamed file: nothing to clean up, even after a crash
+        return os.open(workdir, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(dir=workdir)
+        os.unlink(path)
+        return fd
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _restore(home):
+    """Give the next run the working directory and environment we started with."""
+    cwd, env = home
+    try:
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+    except OSError:
+        os.chdir(cwd)
+    if os.environ != env:
+        os.environ.clear()
+        os.environ.update(env)
+
+
+def _lines(fd):
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                return
+            buffer += data
+        line, buffer = buffer.split(b"\n", 1)
+        yield line
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
