@@ -13,9 +13,17 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup(config, loggers, filename):
-    """Send ``loggers`` to stderr and, if ``filename``, to a rotating file."""
+    """Send ``loggers`` to a rotating file (if ``filename``) and to stderr.
+
+    With a log file, stderr gets only warnings unless it is a terminal: under
+    a service manager the file has the full log, and every line written twice
+    would cost the server time on each task.
+    """
     level = "DEBUG" if getattr(config, "DEBUG_MODE", False) else config.LOG_LEVEL
-    handlers = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    if filename and not _is_terminal(sys.stderr):
+        console.setLevel(logging.WARNING)
+    handlers = [console]
     if filename:
         path = config.path(filename)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -31,3 +39,10 @@ def setup(config, loggers, filename):
         logger.propagate = False
         for handler in handlers:
             logger.addHandler(handler)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
