@@ -44,20 +44,36 @@ def test_anyone_specific_and_all_tasks_complete_with_their_executions(three):
 
 def test_anyone_goes_to_the_least_busy_agent(three):
     api = three.api()
-    ids = []
-    for _ in range(3):
-        status, task = api.call("POST", "/tasks", {"plugin": "sleep", "action": "sleep",
-                                                   "args": [1.5]})
-        assert status == 201
-        ids.append(task["id"])
-        # the next task is offered once this one is running somewhere
-        wait_for(lambda: api.call("GET", "/tasks/" + task["id"])[1]["status"] == "Active",
-                 10, what="task running")
-    executors = [three.run_task(api, {"plugin": "echo", "action": "echo"})["executor"]]
+    # a1 is busy; a2 and a3 then finish quick runs, so they ask for work
+    # after a1 did: first come, first served would pick a1.
+    _, busy = api.call("POST", "/tasks", {"plugin": "sleep", "action": "sleep", "args": [3],
+                                          "owner": "a1"})
+    wait_for(lambda: api.call("GET", "/tasks/" + busy["id"])[1]["status"] == "Active", 10,
+             what="a1 busy")
+    for name in ("a2", "a3"):
+        assert three.run_task(api, {"plugin": "echo", "action": "echo", "owner": name})
+    executors = {three.run_task(api, {"plugin": "echo", "action": "echo"})["executor"]
+                 for _ in range(4)}
+    assert executors <= {"a2", "a3"}
+    assert api.call("GET", "/tasks/%s?wait=10" % busy["id"])[1]["status"] == "success"
+
+
+def test_tasks_posted_together_start_together_on_idle_agents(cluster):
+    cluster.start_server()
+    for name in ("b1", "b2", "b3"):
+        cluster.start_agent(name, env={"OCTOPUS_CONCURRENCY": "1"})
+    api = cluster.api()
+    ids = [api.call("POST", "/tasks", {"plugin": "sleep", "action": "sleep", "args": [2]})[1]["id"]
+           for _ in range(3)]
+    started = time.monotonic()
+
+    def all_active():
+        return all(api.call("GET", "/tasks/" + i)[1]["status"] != "Created" for i in ids)
+
+    wait_for(all_active, 10, what="all three running")
+    assert time.monotonic() - started < 1.0  # not one long-poll timeout late
     finals = [api.call("GET", "/tasks/%s?wait=10" % i)[1] for i in ids]
-    assert all(t["status"] == "success" for t in finals)
-    assert sorted(t["executor"] for t in finals) == ["a1", "a2", "a3"]
-    assert executors[0] in ("a1", "a2", "a3")
+    assert sorted(t["executor"] for t in finals) == ["b1", "b2", "b3"]
 
 
 def test_failures_are_recorded_and_a_crashing_plugin_does_not_take_the_agent_down(cluster, tmp_path):

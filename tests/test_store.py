@@ -49,10 +49,11 @@ def test_newer_schema_is_refused(tmp_path, clock):
         Store(path, clock=clock)
 
 
-def test_anyone_task_goes_to_the_agent_that_claims_it(store):
-    store.heartbeat("a", {})
-    created, fanned = store.create_task(task())
-    assert fanned == [] and created["status"] == "Created"
+def test_anyone_task_is_assigned_to_an_online_agent_which_picks_it_up(store):
+    store.heartbeat("a", {"concurrency": 2})
+    created, woken = store.create_task(task())
+    assert woken == ["a"] and created["status"] == "Active" and created["executor"] == "a"
+    assert [e["status"] for e in store.get_task(created["id"], True)["executions"]] == ["assigned"]
     runs = store.claim_runs("a", 5)
     assert [r["task_id"] for r in runs] == [created["id"]]
     assert runs[0]["args"] == [1] and runs[0]["kwargs"] == {"k": "v"}
@@ -60,6 +61,12 @@ def test_anyone_task_goes_to_the_agent_that_claims_it(store):
     assert current["status"] == "Active" and current["executor"] == "a"
     assert [e["status"] for e in current["executions"]] == ["running"]
     assert store.claim_runs("b", 5) == []
+
+
+def test_anyone_task_without_online_agents_is_pulled_by_the_first_to_ask(store):
+    created, woken = store.create_task(task())
+    assert woken == [] and created["status"] == "Created"
+    assert [r["task_id"] for r in store.claim_runs("late", 1)] == [created["id"]]
 
 
 def test_specific_task_waits_for_its_agent(store):
@@ -79,16 +86,20 @@ def test_capacity_limits_a_claim_and_oldest_goes_first(store, clock):
 
 
 def test_no_task_is_handed_to_two_agents(tmp_path):
-    store = Store(str(tmp_path / "race.db"))
+    # One Store per agent: their writes meet only in SQLite's own locking, as
+    # two server processes on one file would.
+    path = str(tmp_path / "race.db")
+    store = Store(path)
     for _ in range(300):
         store.create_task(task())
+    stores = [Store(path) for _ in range(8)]
     claimed = {}
     errors = []
 
-    def agent(name):
+    def agent(name, mine):
         try:
             while True:
-                runs = store.claim_runs(name, 3)
+                runs = mine.claim_runs(name, 3)
                 if not runs:
                     return
                 for run in runs:
@@ -96,7 +107,7 @@ def test_no_task_is_handed_to_two_agents(tmp_path):
         except Exception as e:  # surfaced below
             errors.append(e)
 
-    threads = [threading.Thread(target=agent, args=("agent%d" % i,)) for i in range(8)]
+    threads = [threading.Thread(target=agent, args=("agent%d" % i, stores[i])) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -105,7 +116,8 @@ def test_no_task_is_handed_to_two_agents(tmp_path):
     assert len(claimed) == 300
     assert all(len(names) == 1 for names in claimed.values())
     assert len(store.list_executions(limit=1000)) == 300
-    store.close()
+    for s in stores + [store]:
+        s.close()
 
 
 def test_result_settles_the_task_once(store):

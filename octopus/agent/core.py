@@ -76,11 +76,10 @@ class Agent:
         """Ask for as many runs as there are free slots; start them."""
         with self._cond:
             free = self.config.CONCURRENCY - len(self._running)
-            running = len(self._running)
         if free <= 0:
             return None
         reply = client.request("POST", "/agent/work", {
-            "client": self.name, "capacity": free, "running": running, "wait": wait},
+            "client": self.name, "capacity": free, "wait": wait},
             timeout=wait + 15)
         for run in reply["runs"]:
             self._start(run)

@@ -2,7 +2,7 @@
 import logging
 import time
 
-from octopus.constants import RunStatus, TaskOwnership
+from octopus.constants import RunStatus
 from octopus.server.auth import AGENT
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
@@ -47,7 +47,7 @@ class HeartbeatResource:
         if came_online:
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
                      info["ip"])
-            self._dispatcher.offer(TaskOwnership.ALL, self._store.fan_out_due())
+            self._dispatcher.wake(self._store.fan_out_due())
         else:
             log.debug("Heartbeat received from %s", name)
         resp.media = {"status": "ok", "plugins": self._registry.digest()}
@@ -86,48 +86,40 @@ class WorkResource:
         body = read_json(req)
         name = agent_name(body.get("client"))
         capacity = _int_field(body, "capacity", 1, 1, MAX_CAPACITY)
-        running = _int_field(body, "running", 0, 0, 10 ** 6)
         # Agents may ask for any wait; this server holds them at most its own limit.
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
                    self._config.LONG_POLL_TIMEOUT)
         if wait <= 0:
-            resp.media = {"runs": self._claim(name, capacity, running), "waited": False}
+            resp.media = {"runs": self._claim(name, capacity), "waited": False}
             return
-        runs, waited = self._wait(name, capacity, running, wait)
+        runs, waited = self._wait(name, capacity, wait)
         resp.media = {"runs": runs, "waited": waited}
 
-    def _wait(self, name, capacity, running, wait):
-        # Registered before the first look, so a task created in between wakes us.
-        waiter = self._dispatcher.register(name, running)
+    def _wait(self, name, capacity, wait):
+        # Registered before the first look, so work handed out in between wakes us.
+        waiter = self._dispatcher.register(name)
         if waiter is None:  # over the cap: hand out what there is; the agent polls
-            return self._claim(name, capacity, running), False
+            return self._claim(name, capacity), False
+        runs = []
         try:
             deadline = self._clock() + wait
-            runs = self._claim(name, capacity, running)
-            while not runs and not self._dispatcher.closed:
+            while not self._dispatcher.closed:
+                waiter.event.clear()  # before looking: work from now on wakes us again
+                runs = self._claim(name, capacity)
                 remaining = deadline - self._clock()
-                if remaining <= 0 or not waiter.event.wait(remaining):
+                if runs or remaining <= 0 or not waiter.event.wait(remaining):
                     break
-                waiter.event.clear()
-                runs = self._claim(name, capacity, running)
             return runs, True
         finally:
             self._dispatcher.unregister(waiter)
 
-    def _claim(self, name, capacity, running):
-        # Anyone work goes to the least busy agent: if a waiting agent has
-        # fewer runs going, wake it instead of taking the work here.
-        anyone = not self._dispatcher.less_busy_than(name, running)
-        if not anyone:
-            self._dispatcher.offer(TaskOwnership.ANYONE)
-        runs = self._store.claim_runs(name, capacity, anyone)
+    def _claim(self, name, capacity):
+        runs = self._store.claim_runs(name, capacity)
         for run in runs:
             plugin = self._registry.get(run["plugin"])
             run["plugin_sha256"] = plugin.sha256 if plugin else None
             log.info("Task assignment: task %s run %d -> %s (%s.%s)", run["task_id"], run["id"],
                      name, run["plugin"], run["action"])
-        if runs and len(runs) == capacity:
-            self._dispatcher.offer(TaskOwnership.ANYONE)  # there may be more: pass it on
         return runs
 
 

@@ -21,8 +21,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.resp_options.secure_cookies_by_default = True
 
     app.add_route("/health", system.HealthResource(store, dispatcher, clock))
-    app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher, clock))
-    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher, clock))
+    app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
+    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
     app.add_route("/executions", tasks.ExecutionsResource(store))
     app.add_route("/executions/{run_id:int(min=1, max=%d)}" % MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))

@@ -1,21 +1,17 @@
 """Waking agents that wait for work, and clients that wait for a task.
 
-The database says what each agent may run; this only decides whom to wake.
-An agent registers as a waiter *before* it looks for work, so a task created
-between its look and its wait still wakes it.
+The store decides who runs what; this only wakes the requests held for
+them.  An agent registers as a waiter *before* it looks for work, so work
+handed to it between its look and its wait still wakes it.
 """
-import itertools
 import threading
-from octopus.constants import TaskOwnership
 
 
 class Waiter:
-    __slots__ = ("name", "running", "order", "event")
+    __slots__ = ("name", "event")
 
-    def __init__(self, name, running, order):
+    def __init__(self, name):
         self.name = name
-        self.running = running
-        self.order = order
         self.event = threading.Event()
 
 
@@ -25,18 +21,17 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._waiters = {}          # agent name -> [Waiter]
         self._count = 0
-        self._order = itertools.count()
         self._task_waits = {}       # task id -> [Event]
         self.closed = False
 
     # -- agents -----------------------------------------------------------
 
-    def register(self, name, running):
+    def register(self, name):
         """A Waiter for ``name``, or None when the cap on waiters is reached."""
         with self._lock:
             if self._count >= self.max_waiters or self.closed:
                 return None
-            waiter = Waiter(name, running, next(self._order))
+            waiter = Waiter(name)
             self._waiters.setdefault(name, []).append(waiter)
             self._count += 1
             return waiter
@@ -50,36 +45,14 @@ class Dispatcher:
                 if not waiters:
                     del self._waiters[waiter.name]
 
-    def less_busy_than(self, name, running):
-        """Is another agent waiting with fewer runs going?  It should get Anyone work."""
-        with self._lock:
-            return any(w.running < running for n, ws in self._waiters.items() if n != name
-                       for w in ws)
-
     def waiting(self):
         with self._lock:
             return self._count
 
-    def offer(self, owner, agents=()):
-        """Wake whoever should take a new task of ``owner``.
-
-        Anyone: the waiting agent with the fewest running runs (longest
-        waiting on a tie).  A named agent, or the agents an ALL task was
-        fanned out to: those.
-        """
+    def wake(self, names):
+        """Wake the agents named: they have work."""
         with self._lock:
-            if owner == TaskOwnership.ANYONE:
-                candidates = [w for ws in self._waiters.values() for w in ws]
-                chosen = [min(candidates, key=lambda w: (w.running, w.order))] if candidates else []
-            else:
-                names = agents if owner == TaskOwnership.ALL else (owner,)
-                chosen = [w for n in names for w in self._waiters.get(n, ())]
-        for waiter in chosen:
-            waiter.event.set()
-
-    def wake_all(self):
-        with self._lock:
-            chosen = [w for ws in self._waiters.values() for w in ws]
+            chosen = [w for n in names for w in self._waiters.get(n, ())]
         for waiter in chosen:
             waiter.event.set()
 

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 
-from octopus.constants import TaskOwnership
 from octopus.timeutil import iso
 
 log = logging.getLogger("octopus.scheduler")
@@ -31,12 +30,8 @@ class Scheduler:
         until = iso(now)
         due = self._store.tasks_due_between(self._released_until, until)
         self._released_until = until
-        owners = {row["owner"] for row in due}
-        if TaskOwnership.ALL in owners:
-            owners.discard(TaskOwnership.ALL)
-            self._dispatcher.offer(TaskOwnership.ALL, self._store.fan_out_due())
-        for owner in owners:
-            self._dispatcher.offer(owner)
+        if due:
+            self._dispatcher.wake(self._store.hand_out(due))
         return len(due)
 
     def sweep_agents(self, now):

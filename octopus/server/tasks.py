@@ -1,14 +1,12 @@
 """Routes for operators: /tasks, /tasks/{id}, /executions."""
 import logging
-import time
 
 import falcon
 
-from octopus.constants import TaskOwnership, TaskStatus
+from octopus.constants import TaskStatus
 from octopus.server import validate
 from octopus.server.errors import conflict, not_found, read_json
 from octopus.store.tasks import ConflictError
-from octopus.timeutil import iso
 
 log = logging.getLogger("octopus.server")
 
@@ -16,20 +14,18 @@ MAX_WAIT = 60
 
 
 class TasksResource:
-    def __init__(self, config, store, registry, dispatcher, clock=time.time):
+    def __init__(self, config, store, registry, dispatcher):
         self._config = config
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
-        self._clock = clock
 
     def on_post(self, req, resp):
         fields = validate.task_fields(read_json(req), self._registry)
         task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY)
         log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
                  task["owner"])
-        if task["next_run_at"] <= iso(self._clock()):
-            self._dispatcher.offer(task["owner"], agents)
+        self._dispatcher.wake(agents)
         resp.status = falcon.HTTP_201
         resp.location = "/tasks/" + task["id"]
         resp.media = task
@@ -48,11 +44,10 @@ validate_list_params = FILTERS + ("limit", "offset")
 
 
 class TaskResource:
-    def __init__(self, store, registry, dispatcher, clock=time.time):
+    def __init__(self, store, registry, dispatcher):
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
-        self._clock = clock
 
     def on_get(self, req, resp, task_id):
         validate.only_params(req, ("wait",))
@@ -89,10 +84,9 @@ class TaskResource:
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
-        if task["status"] == TaskStatus.CREATED and task["next_run_at"] <= iso(self._clock()):
-            # It may now be for other agents (or for ALL): offer it again.
-            agents = self._store.fan_out_due() if task["owner"] == TaskOwnership.ALL else ()
-            self._dispatcher.offer(task["owner"], agents)
+        if task["status"] == TaskStatus.CREATED:
+            # It may now be for other agents, or for ALL: hand it out again.
+            self._dispatcher.wake(self._store.hand_out([task_id]))
             task = self._store.get_task(task_id) or task
         resp.media = task
 

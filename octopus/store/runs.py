@@ -27,6 +27,51 @@ class RunQueries:
         return [r["name"] for r in conn.execute(
             "SELECT name FROM agents WHERE last_heartbeat >= ? ORDER BY name", (cutoff,))]
 
+    def _least_busy_agent(self, conn, now):
+        """The online agent with a free slot and the fewest open runs, or None.
+
+        Ties go to the agent given Anyone work longest ago.
+        """
+        rows = conn.execute(
+            "SELECT name, running FROM (SELECT a.name, a.concurrency, a.last_assigned, "
+            "(SELECT count(*) FROM executions e WHERE e.client = a.name "
+            "AND e.status IN ('assigned', 'running')) AS running "
+            "FROM agents a WHERE a.last_heartbeat >= ?) "
+            "WHERE running < coalesce(concurrency, 1) "
+            "ORDER BY running, last_assigned IS NOT NULL, last_assigned, name LIMIT 1",
+            (iso(now - self.client_timeout),)).fetchall()
+        return rows[0]["name"] if rows else None
+
+    def _assign(self, conn, task_id, agent, ts, status=RunStatus.ASSIGNED):
+        """Give a Created task to ``agent``; returns the run id, or None if it was taken."""
+        conn.execute("UPDATE tasks SET status = ?, executor = ?, updated_at = ? "
+                     "WHERE id = ? AND status = ?",
+                     (TaskStatus.ACTIVE, agent, ts, task_id, TaskStatus.CREATED))
+        if conn.changes() != 1:
+            return None
+        conn.execute("INSERT INTO executions (task_id, client, status, updated_at, created_at, "
+                     "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (task_id, agent, status, ts, ts,
+                      ts if status == RunStatus.RUNNING else None))
+        return conn.last_insert_rowid()
+
+    def _hand_out(self, conn, task_id, owner, now):
+        """Assign a due task by its owner rule; returns the agents to wake.
+
+        Anyone goes to the least busy online agent with a free slot (or waits
+        in Created for the first agent that asks); a named agent picks its
+        task up when it asks; ALL fans out to every online agent.
+        """
+        if owner == TaskOwnership.ALL:
+            return self._fan_out(conn, task_id, now)
+        if owner != TaskOwnership.ANYONE:
+            return [owner]
+        agent = self._least_busy_agent(conn, now)
+        if agent is None or self._assign(conn, task_id, agent, iso(now)) is None:
+            return []
+        conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
+        return [agent]
+
     def _fan_out(self, conn, task_id, now):
         """Give an ALL task one run per online agent; returns their names."""
         agents = self._online_agents(conn, now)
@@ -44,42 +89,45 @@ class RunQueries:
             [(task_id, name, RunStatus.ASSIGNED, ts, ts) for name in agents])
         return agents
 
-    def fan_out_due(self):
-        """Fan out ALL tasks that were waiting for agents or for their time."""
+    def hand_out(self, task_ids):
+        """Hand out the given Created tasks that are due; returns the agents to wake."""
         now = self._clock()
         woken = set()
-        with self._db.read() as conn:
-            if not conn.execute(
-                    "SELECT 1 FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ? LIMIT 1",
-                    (TaskOwnership.ALL, TaskStatus.CREATED, iso(now))).fetchall():
-                return woken  # the common case, without taking the write lock
         with self._db.write() as conn:
-            due = conn.execute(
-                "SELECT id FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ?",
-                (TaskOwnership.ALL, TaskStatus.CREATED, iso(now))).fetchall()
-            for row in due:
-                woken.update(self._fan_out(conn, row["id"], now))
+            for task_id in task_ids:
+                rows = conn.execute(
+                    "SELECT owner FROM tasks WHERE id = ? AND status = ? AND next_run_at <= ?",
+                    (task_id, TaskStatus.CREATED, iso(now))).fetchall()
+                if rows:
+                    woken.update(self._hand_out(conn, task_id, rows[0]["owner"], now))
         return woken
+
+    def fan_out_due(self):
+        """Fan out ALL tasks that were waiting for an agent to come online."""
+        now = self._clock()
+        with self._db.read() as conn:
+            due = [r["id"] for r in conn.execute(
+                "SELECT id FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ?",
+                (TaskOwnership.ALL, TaskStatus.CREATED, iso(now)))]
+        return self.hand_out(due) if due else set()
 
     def tasks_due_between(self, after, until):
         """Created tasks whose start time is in (after, until], by the due index."""
         with self._db.read() as conn:
-            return conn.execute(
-                "SELECT id, owner FROM tasks WHERE status = ? AND next_run_at > ? "
-                "AND next_run_at <= ?", (TaskStatus.CREATED, after, until)).fetchall()
+            return [r["id"] for r in conn.execute(
+                "SELECT id FROM tasks INDEXED BY tasks_due WHERE status = ? AND next_run_at > ? "
+                "AND next_run_at <= ?", (TaskStatus.CREATED, after, until))]
 
-    def claim_runs(self, agent, capacity, anyone=True):
+    def claim_runs(self, agent, capacity):
         """Hand ``agent`` up to ``capacity`` runs and mark them running.
 
-        First runs already assigned to it (ALL fan-out), then Created tasks
-        owned by it or (if ``anyone``) by Anyone, oldest due first.
+        First runs already assigned to it, then Created tasks owned by it or
+        by Anyone (work that found every agent busy), oldest due first.
         """
-        now = self._clock()
-        ts = iso(now)
+        ts = iso(self._clock())
+        if not self._anything_for(agent, ts):
+            return []  # the common empty look, without taking the write lock
         claimed = []
-        owners = (agent, TaskOwnership.ANYONE if anyone else agent)
-        if not self._anything_for(agent, owners, ts):
-            return claimed  # the common empty look, without taking the write lock
         with self._db.write() as conn:
             for row in conn.execute(
                     "SELECT id FROM executions WHERE client = ? AND status = ? ORDER BY id LIMIT ?",
@@ -89,36 +137,25 @@ class RunQueries:
                              (RunStatus.RUNNING, ts, ts, row["id"], RunStatus.ASSIGNED))
                 if conn.changes() == 1:
                     claimed.append(row["id"])
-            room = capacity - len(claimed)
-            if room > 0:
-                claimed += self._claim_tasks(conn, agent, owners, room, ts)
+            if len(claimed) < capacity:
+                for row in conn.execute(
+                        "SELECT id FROM tasks WHERE status = ? AND owner IN (?, ?) "
+                        "AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
+                        (TaskStatus.CREATED, agent, TaskOwnership.ANYONE, ts,
+                         capacity - len(claimed))).fetchall():
+                    run_id = self._assign(conn, row["id"], agent, ts, RunStatus.RUNNING)
+                    if run_id is not None:
+                        claimed.append(run_id)
             return self._run_payloads(conn, claimed)
 
-    def _anything_for(self, agent, owners, ts):
+    def _anything_for(self, agent, ts):
         with self._db.read() as conn:
             return bool(conn.execute(
                 "SELECT 1 FROM executions WHERE client = ? AND status = ? "
                 "UNION ALL SELECT 1 FROM tasks WHERE status = ? AND owner IN (?, ?) "
                 "AND next_run_at <= ? LIMIT 1",
-                (agent, RunStatus.ASSIGNED, TaskStatus.CREATED) + owners + (ts,)).fetchall())
-
-    def _claim_tasks(self, conn, agent, owners, room, ts):
-        ids = []
-        candidates = conn.execute(
-            "SELECT id FROM tasks WHERE status = ? AND owner IN (?, ?) AND next_run_at <= ? "
-            "ORDER BY next_run_at LIMIT ?",
-            (TaskStatus.CREATED,) + owners + (ts, room)).fetchall()
-        for row in candidates:
-            conn.execute("UPDATE tasks SET status = ?, executor = ?, updated_at = ? "
-                         "WHERE id = ? AND status = ?",
-                         (TaskStatus.ACTIVE, agent, ts, row["id"], TaskStatus.CREATED))
-            if conn.changes() != 1:
-                continue
-            conn.execute("INSERT INTO executions (task_id, client, status, updated_at, created_at, "
-                         "started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         (row["id"], agent, RunStatus.RUNNING, ts, ts, ts))
-            ids.append(conn.last_insert_rowid())
-        return ids
+                (agent, RunStatus.ASSIGNED, TaskStatus.CREATED, agent, TaskOwnership.ANYONE,
+                 ts)).fetchall())
 
     def _run_payloads(self, conn, run_ids):
         runs = []

@@ -1,5 +1,5 @@
 """Task rows: create, read, list, change, delete."""
-from octopus.constants import RunStatus, TaskOwnership, TaskStatus
+from octopus.constants import RunStatus, TaskStatus
 from octopus.store.db import dumps, loads
 from octopus.timeutil import iso
 
@@ -25,9 +25,9 @@ def _encode(fields):
 
 class TaskQueries:
     def create_task(self, fields, delay=0.0):
-        """Insert a task; an ALL task is fanned out at once if agents are online.
+        """Insert a task and, if it is due, hand it out (see RunQueries._hand_out).
 
-        Returns ``(task, agents)``: the new task and the agents given a run.
+        Returns ``(task, agents)``: the new task and the agents to wake.
         """
         now = self._clock()
         row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
@@ -38,8 +38,8 @@ class TaskQueries:
         agents = []
         with self._db.write() as conn:
             conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
-            if row["owner"] == TaskOwnership.ALL and row["next_run_at"] <= iso(now):
-                agents = self._fan_out(conn, row["id"], now)
+            if row["next_run_at"] <= iso(now):
+                agents = self._hand_out(conn, row["id"], row["owner"], now)
             task = self._get_task(conn, row["id"])
         return task, agents
 

@@ -1,0 +1,3 @@
+-- Version 2: when an agent was last given Anyone work, so that among equally
+-- busy agents the one idle longest is chosen next.
+ALTER TABLE agents ADD COLUMN last_assigned TEXT;
