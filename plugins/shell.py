@@ -46,7 +46,9 @@ def run(command, timeout=60):
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,
+        # Its own process group, so a timeout kills the command and its
+        # children; the same session, so stopping the run reaches them too.
+        preexec_fn=os.setpgrp,
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

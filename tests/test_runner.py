@@ -41,6 +41,20 @@ def unserialisable():
     return {1, 2}
 
 
+def huge():
+    return "x" * (2 << 20)
+
+
+def bad_text():
+    return {"name": b"caf\\xe9".decode("utf-8", "surrogateescape")}  # as os.listdir gives
+
+
+def shell_stubborn(pidfile):
+    import subprocess
+    subprocess.run(["/bin/sh", "-c", "trap '' TERM; sleep 60 & echo $! > %s; wait" % pidfile],
+                   preexec_fn=os.setpgrp)
+
+
 COUNTER = []
 
 
@@ -143,7 +157,7 @@ def _alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().split()[2] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, even while we read
         return False
 
 
@@ -183,3 +197,28 @@ def test_workers_are_replaced_after_their_share_of_runs(tmp_path):
     finally:
         r.close()
     assert len(set(pids)) == 3 and pids[0] == pids[2] != pids[3]
+
+
+def test_too_large_or_non_unicode_results_fail_or_are_mended_not_lost(runner):
+    msg = run(runner, 50, "huge")
+    assert msg["status"] == "failed" and msg["result"]["error"]["type"] == "ResultTooLarge"
+    msg = run(runner, 51, "bad_text")
+    assert msg["status"] == "success" and msg["result"] == {"name": "caf?"}
+
+
+def test_a_worker_that_died_while_idle_does_not_cost_a_run(runner):
+    for i in range(5):
+        pid = run(runner, 60 + 2 * i, "probe")["result"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 5, what="idle worker dead")
+        assert run(runner, 61 + 2 * i, "echo")["status"] == "success"
+
+
+def test_stop_reaches_a_grandchild_in_its_own_group_that_ignores_sigterm(runner, tmp_path):
+    pidfile = tmp_path / "stubborn.pid"
+    runner.submit(70, runner.plugin, "shell_stubborn", [str(pidfile)], {})
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 20,
+                       what="grandchild"))
+    runner.kill(70, grace=0.5)
+    assert runner.done.get(timeout=10)["status"] == "failed"
+    wait_for(lambda: not _alive(pid), 10, what="grandchild killed after the grace")

@@ -16,10 +16,14 @@ import traceback
 import types
 
 
+MAX_RESULT = 1 << 20  # bytes of JSON a run's return value may take
+
+
 def serve(cmd_fd, result_fd, workdir, max_runs, codes):
     """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns."""
     status = 1
     try:
+        _close_other_fds(cmd_fd, result_fd)
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -33,7 +37,7 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes):
             line = next(lines, None)
             if line is None:  # the launcher closed our pipe: stop
                 break
-            _write_all(result_fd, run_one(json.loads(line), codes, workdir, null, home))
+            write_all(result_fd, run_one(json.loads(line), codes, workdir, null, home))
         status = 0
     finally:
         os._exit(status)
@@ -50,8 +54,7 @@ def run_one(msg, codes, workdir, null, home):
         module.__file__ = msg["path"]
         exec(load_code(codes, msg["path"]), module.__dict__)
         value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
-        outcome = {"status": "success", "result": value}
-        line = json.dumps(outcome, allow_nan=False)  # fails here if not JSON
+        outcome = {"status": "success", "result": _checked(value)}
     except BaseException as e:  # the action's failure is the run's result
         outcome = {"status": "failed", "result": error(e)}
     finally:
@@ -61,8 +64,22 @@ def run_one(msg, codes, workdir, null, home):
         _restore(home)
     outcome["duration"] = round(time.monotonic() - started, 6)
     outcome["output"] = read_output(out_fd, msg.get("output_limit", 1 << 20))
-    line = json.dumps(outcome)
-    return line.encode() + b"\n"
+    # Text that is not valid Unicode (a lone surrogate, say from a file name
+    # that is not UTF-8) cannot be stored: replace it rather than lose the run.
+    return json.dumps(outcome, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
+
+
+class ResultTooLarge(Exception):
+    pass
+
+
+def _checked(value):
+    """``value`` if it is JSON of a size the server will take, else an exception."""
+    size = len(json.dumps(value, allow_nan=False, ensure_ascii=False))
+    if size > MAX_RESULT:
+        raise ResultTooLarge("the action returned %d bytes of JSON; the limit is %d"
+                             % (size, MAX_RESULT))
+    return value
 
 
 def load_code(codes, path):
@@ -141,6 +158,22 @@ def _restore(home):
         os.environ.update(env)
 
 
+def _close_other_fds(*keep):
+    """Drop what the launcher had open (its loop, other workers' pipes)."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
+
+
+def _max_fd():
+    try:
+        return min(os.sysconf("SC_OPEN_MAX"), 1 << 16)
+    except (ValueError, OSError):
+        return 1024
+
+
 def _lines(fd):
     buffer = b""
     while True:
@@ -153,7 +186,7 @@ def _lines(fd):
         yield line
 
 
-def _write_all(fd, data):
+def write_all(fd, data):
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

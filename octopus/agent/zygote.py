@@ -21,10 +21,12 @@ import time
 from octopus.agent import worker as worker_code
 
 KILL_GRACE = 5.0
+STOP_GRACE = 2.0   # seconds runs get to end on SIGTERM when the agent stops
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker:
-    __slots__ = ("pid", "cmd_fd", "result_fd", "buffer", "run_id", "started", "kill_at",
+    __slots__ = ("pid", "cmd_fd", "result_fd", "buffer", "run_id", "started", "stopping",
                  "runs_left")
 
     def __init__(self, pid, cmd_fd, result_fd, runs_left):
@@ -34,7 +36,7 @@ class Worker:
         self.buffer = b""
         self.run_id = None      # the run it is doing, if any
         self.started = None
-        self.kill_at = None
+        self.stopping = False   # sent SIGTERM: its result no longer counts as a clean end
         self.runs_left = runs_left
 
 
@@ -47,6 +49,8 @@ class Zygote:
         self._codes = {}      # compiled plugins, inherited by workers forked later
         self._workers = {}    # pid -> Worker
         self._idle = []       # Workers waiting for a run
+        self._killing = {}    # session id of a stopped run -> when to SIGKILL what is left
+        self._fork_failed_at = None
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
 
@@ -59,6 +63,7 @@ class Zygote:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *a: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
+        _become_subreaper()
         os.set_blocking(self._in.fileno(), False)
         self._selector.register(self._in.fileno(), selectors.EVENT_READ, "in")
         self._selector.register(wake_r, selectors.EVENT_READ, "wake")
@@ -78,12 +83,14 @@ class Zygote:
                 self._keep_one_idle()
 
     def _next_timeout(self):
-        if not self._idle:
+        now = time.monotonic()
+        if not self._idle and (self._fork_failed_at is None or now - self._fork_failed_at > 1):
             # Fork the next worker once idle, or after 2 ms of runs going on,
             # so the fork never delays a result.
             return 0.002 if self._workers else 0.0
-        deadlines = [w.kill_at for w in self._workers.values() if w.kill_at]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+        if self._killing:
+            return max(0.0, min(self._killing.values()) - now)
+        return 1.0
 
     def _read_commands(self):
         try:
@@ -104,8 +111,12 @@ class Zygote:
         return True
 
     def _send(self, msg):
-        self._out.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-        self._out.flush()
+        try:
+            self._out.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+            self._out.flush()
+        except (BrokenPipeError, ValueError):  # the agent is gone: so are its runs
+            self._shutdown()
+            sys.exit(0)
 
     # -- workers ----------------------------------------------------------
 
@@ -133,24 +144,34 @@ class Zygote:
     def _keep_one_idle(self):
         try:
             self._idle.append(self._fork())
+            self._fork_failed_at = None
         except OSError:
-            pass  # no process to be had now; forked on demand at the next run
+            self._fork_failed_at = time.monotonic()  # try again in a second, or on demand
 
     def _start(self, msg):
+        self._reap()  # an idle worker may have died since we last looked
         try:
             worker_code.load_code(self._codes, msg["path"])  # workers forked later inherit it
-            worker = self._idle.pop() if self._idle else self._fork()
+            worker = self._hand(msg)
         except Exception as e:  # unreadable plugin, or no process to be had: this run fails
             self._send(_done(msg["id"], "failed", worker_code.error(e), "", 0.0))
             return
         worker.run_id, worker.started = msg["id"], time.monotonic()
         worker.runs_left -= 1
-        try:
-            _write_all(worker.cmd_fd, json.dumps(msg).encode() + b"\n")
-        except OSError:  # it died while idle: _reap reports the run as failed
-            _killpg(worker.pid, signal.SIGKILL)
-            return
         self._send({"op": "started", "id": msg["id"], "pid": worker.pid})
+
+    def _hand(self, msg):
+        """Give the run to an idle worker (or a new one); returns that worker."""
+        line = json.dumps(msg).encode() + b"\n"
+        for _ in range(2):
+            worker = self._idle.pop() if self._idle else self._fork()
+            try:
+                worker_code.write_all(worker.cmd_fd, line)
+                return worker
+            except OSError:  # it died while idle: drop it, take a fresh one
+                _signal_session(worker.pid, signal.SIGKILL)
+                worker.runs_left = 0
+        raise OSError("no worker process would take the run")
 
     def _read_result(self, worker):
         """Read what the worker wrote; False once there is nothing more to read now."""
@@ -164,13 +185,21 @@ class Zygote:
             worker.result_fd = None
             return False
         worker.buffer += data
-        if worker.buffer.endswith(b"\n"):  # a whole result: report it now
-            outcome = json.loads(worker.buffer)
-            worker.buffer = b""
-            self._send(_done(worker.run_id, outcome["status"], outcome["result"],
-                             outcome["output"], outcome["duration"]))
+        if worker.buffer.endswith(b"\n") and worker.run_id is not None:  # a whole result
+            line, worker.buffer = worker.buffer, b""
+            try:
+                outcome = json.loads(line)
+                done = _done(worker.run_id, outcome["status"], outcome["result"],
+                             outcome["output"], outcome["duration"])
+            except (ValueError, KeyError, TypeError):  # garbled: do not trust this worker again
+                done = _done(worker.run_id, "failed", {"error": {
+                    "type": "BadWorkerReply", "traceback": "",
+                    "message": "the run's process wrote an unreadable result"}}, "", 0.0)
+                worker.runs_left = 0
+                _signal_session(worker.pid, signal.SIGKILL)
+            self._send(done)
             worker.run_id = None
-            if worker.runs_left > 0 and worker.kill_at is None:
+            if worker.runs_left > 0 and not worker.stopping:
                 self._idle.append(worker)
         return True
 
@@ -197,31 +226,49 @@ class Zygote:
             if worker.run_id is not None:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
-                                 {"error": _exit_error(status, worker.kill_at)}, "", duration))
+                                 {"error": _exit_error(status, worker.stopping)}, "", duration))
 
     def _kill(self, run_id, grace):
+        """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
         for worker in self._workers.values():
-            if worker.run_id == run_id and worker.kill_at is None:
-                _killpg(worker.pid, signal.SIGTERM)
-                worker.kill_at = time.monotonic() + grace
+            if worker.run_id == run_id and not worker.stopping:
+                worker.stopping = True
+                _signal_session(worker.pid, signal.SIGTERM)
+                # Tracked apart from the worker: it may be reaped long before
+                # a grandchild that ignores SIGTERM is gone.
+                self._killing[worker.pid] = time.monotonic() + grace
 
     def _escalate_kills(self):
         now = time.monotonic()
-        for worker in self._workers.values():
-            if worker.kill_at and now >= worker.kill_at:
-                _killpg(worker.pid, signal.SIGKILL)
-                worker.kill_at = now + 3600  # SIGKILL is not refused; do not repeat it
+        for sid, deadline in list(self._killing.items()):
+            if now >= deadline:
+                _signal_session(sid, signal.SIGKILL)
+                del self._killing[sid]
 
     def _shutdown(self):
-        for worker in self._workers.values():
-            _killpg(worker.pid, signal.SIGKILL)
+        """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
+        sessions = list(self._workers) + list(self._killing)
+        for sid in sessions:
+            _signal_session(sid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while self._workers and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self._workers.pop(pid, None)
+            else:
+                time.sleep(0.02)
+        for sid in sessions:
+            _signal_session(sid, signal.SIGKILL)
         return 0
 
 
-def _exit_error(status, killed):
+def _exit_error(status, stopped):
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        how = "stopped" if killed else "killed"
+        how = "stopped" if stopped else "killed"
         return {"type": "ProcessKilled", "message": "run process %s by signal %d (%s)"
                 % (how, sig, signal.Signals(sig).name), "traceback": ""}
     return {"type": "ProcessExited", "message": "run process exited with code %d before "
@@ -233,17 +280,52 @@ def _done(run_id, status, result, output, duration):
             "output": output, "duration": round(duration, 6)}
 
 
-def _killpg(pid, sig):
+def _signal_session(sid, sig):
+    """Signal every process in session ``sid``: a worker and all a run started.
+
+    A run's children may make process groups of their own (as shells do), but
+    only setsid() takes them out of the worker's session.  Linux lists
+    sessions in /proc; elsewhere the worker's process group has to do.
+    """
     try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
+        os.killpg(sid, sig)
+    except OSError:
         pass
+    for pid in _session_members(sid):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
 
 
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _session_members(sid):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            members.append(int(entry))
+    return members
+
+
+def _become_subreaper():
+    """On Linux, adopt the orphans of our runs, so _reap collects them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _drain(fd):
