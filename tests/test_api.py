@@ -913,12 +913,14 @@ def test_body_of_exactly_1_mib_is_accepted(api):
     assert r.status_code == 201
 
 
-@pytest.mark.parametrize("route,token", [("/tasks", ADMIN_TOKEN), ("/heartbeat", AGENT_TOKEN),
-                                         ("/agent/results", AGENT_TOKEN)])
-def test_413_body_over_1_mib(api, route, token):
+@pytest.mark.parametrize("route,token,limit", [
+    ("/tasks", ADMIN_TOKEN, MAX_BODY), ("/heartbeat", AGENT_TOKEN, MAX_BODY),
+    ("/agent/results", AGENT_TOKEN, 8 << 20),  # results carry their runs' output
+])
+def test_413_body_over_the_limit(api, route, token, limit):
     create(api)
     with unchanged(api):
-        assert_error(raw(api, "POST", route, _body_of_size(MAX_BODY + 1), token=token), 413)
+        assert_error(raw(api, "POST", route, _body_of_size(limit + 1), token=token), 413)
 
 
 def test_413_on_declared_length_alone(api):
@@ -1008,19 +1010,14 @@ BAD_RESULTS = [
     None, [], "x", {"id": 1}, [None], ["x"], [{"status": "success"}],
     [{"id": 0, "status": "success"}], [{"id": "1", "status": "success"}],
     [{"id": True, "status": "success"}], [{"id": 1.0, "status": "success"}],
-    [{"id": 1}], [{"id": 1, "status": "done"}], [{"id": 1, "status": "running"}],
-    [{"id": 1, "status": "Success"}], [{"id": 1, "status": "success", "output": 5}],
-    [{"id": 1, "status": "success", "duration": -1}],
-    [{"id": 1, "status": "success", "duration": "1"}],
-    [{"id": 1, "status": "success", "duration": True}],
-    # One bad item refuses the whole batch, the good item included.
-    [{"id": 1, "status": "success"}, {"id": 1, "status": "bogus"}],
+    # One item without a usable id refuses the whole batch, the good item included.
+    [{"id": 1, "status": "success"}, {"id": "2", "status": "success"}],
     [{"id": 1, "status": "success"}] * 1001,
 ]
 
 
 @pytest.mark.parametrize("results", BAD_RESULTS, ids=lambda r: repr(r)[:60])
-def test_agent_results_refuses_bad_results(api, results):
+def test_agent_results_refuses_batches_it_cannot_attribute(api, results):
     create(api)
     [run] = work(api, "a")
     assert run["id"] == 1
@@ -1029,6 +1026,45 @@ def test_agent_results_refuses_bad_results(api, results):
         body["results"] = results
     with unchanged(api):
         assert_error(api.call("POST", "/agent/results", body, token=AGENT_TOKEN), 400, "results")
+
+
+@pytest.mark.parametrize("item, why", [
+    ({"id": 1}, "status"), ({"id": 1, "status": "done"}, "status"),
+    ({"id": 1, "status": "running"}, "status"), ({"id": 1, "status": "Success"}, "status"),
+    ({"id": 1, "status": "success", "result": "x" * (1 << 20)}, "larger"),
+])
+def test_a_bad_report_settles_its_run_as_failed_saying_why(api, item, why):
+    task = create(api)
+    [run] = work(api, "a")
+    r = api.call("POST", "/agent/results", {"client": "a", "results": [item]}, token=AGENT_TOKEN)
+    assert r.status_code == 200 and r.json == {"acked": [1], "rejected": []}
+    done = get_task(api, task["id"])
+    assert done["status"] == "failed"
+    error = done["result"]["error"]
+    assert error["type"] == "BadReport" and why in error["message"]
+
+
+def test_bad_output_and_duration_are_dropped_not_fatal(api):
+    task = create(api)
+    [run] = work(api, "a")
+    r = api.call("POST", "/agent/results", {"client": "a", "results": [
+        {"id": run["id"], "status": "success", "result": 1, "output": 5, "duration": -1}]},
+        token=AGENT_TOKEN)
+    assert r.json["acked"] == [run["id"]]
+    execution = api.call("GET", "/executions/%d" % run["id"]).json
+    assert execution["status"] == "success" and execution["output"] is None
+    assert execution["duration"] is None
+    assert get_task(api, task["id"])["result"] == 1
+
+
+def test_results_may_carry_more_than_a_mebibyte_of_output(api):
+    tasks = [create(api) for _ in range(3)]
+    runs = work(api, "a", capacity=3)
+    items = [{"id": r["id"], "status": "success", "result": None, "output": "o" * (1 << 20)}
+             for r in runs]
+    r = api.call("POST", "/agent/results", {"client": "a", "results": items}, token=AGENT_TOKEN)
+    assert r.status_code == 200 and sorted(r.json["acked"]) == sorted(x["id"] for x in runs)
+    assert all(get_task(api, t["id"])["status"] == "success" for t in tasks)
 
 
 def test_agent_results_unknown_run_is_rejected_not_an_error(api):

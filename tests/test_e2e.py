@@ -83,7 +83,8 @@ def test_failures_are_recorded_and_a_crashing_plugin_does_not_take_the_agent_dow
         '"""Misbehaving actions."""\nimport os\n\n\ndef die():\n    os._exit(7)\n\n\n'
         'def hang_up():\n    import signal\n    os.kill(os.getpid(), signal.SIGKILL)\n\n\n'
         'def talk():\n    print("to stdout")\n    import sys\n    print("to stderr", file=sys.stderr)\n'
-        '    return "said"\n')
+        '    return "said"\n\n\ndef big():\n    return "x" * (3 << 20)\n\n\n'
+        'def noisy():\n    print("y" * (3 << 20))\n    return "x" * 900000\n')
     cluster.start_server(env={"OCTOPUS_PLUGINS_DIR": str(plugins)})
     cluster.start_agent("solo")
     api = cluster.api()
@@ -98,6 +99,13 @@ def test_failures_are_recorded_and_a_crashing_plugin_does_not_take_the_agent_dow
     assert died["status"] == "failed" and "code 7" in died["result"]["error"]["message"]
     killed = cluster.run_task(api, {"plugin": "crashy", "action": "hang_up"})
     assert killed["status"] == "failed" and "SIGKILL" in killed["result"]["error"]["message"]
+
+    big = cluster.run_task(api, {"plugin": "crashy", "action": "big"})
+    assert big["status"] == "failed" and big["result"]["error"]["type"] == "ResultTooLarge"
+    noisy = cluster.run_task(api, {"plugin": "crashy", "action": "noisy"})
+    assert noisy["status"] == "success" and len(noisy["result"]) == 900000
+    _, run = api.call("GET", "/executions/%d" % noisy["executions"][0]["id"])
+    assert "output truncated" in run["output"] and len(run["output"]) < (1 << 20) + 200
 
     talked = cluster.run_task(api, {"plugin": "crashy", "action": "talk"})
     assert talked["status"] == "success" and talked["result"] == "said"

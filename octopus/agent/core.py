@@ -3,6 +3,7 @@
 Three loops, each on its own thread and its own connection, each built from
 one step method (``heartbeat``, ``poll``, ``report``) that tests can call.
 """
+import json
 import logging
 import os
 import platform
@@ -19,6 +20,7 @@ from octopus.agent.runner import Runner
 log = logging.getLogger("octopus.agent")
 
 REPORT_BATCH = 200
+REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
 BACKOFF_CAP = 30.0
 
 
@@ -88,17 +90,50 @@ class Agent:
     def report(self, client):
         """Send finished results; returns how many the server settled (acked or refused)."""
         with self._cond:
-            batch = self._pending[:REPORT_BATCH]
-        if not batch:
-            return 0
-        reply = client.request("POST", "/agent/results", {"client": self.name, "results": batch})
+            batch = _batch(self._pending)
+        return self._send(client, batch) if batch else 0
+
+    def _send(self, client, batch):
+        try:
+            reply = client.request("POST", "/agent/results",
+                                   {"client": self.name, "results": batch})
+        except ServerError as e:
+            if e.status not in (400, 413):
+                raise
+            return self._refused(client, batch, e)
         done = set(reply["acked"])
         for item in reply["rejected"]:
             log.warning("Server refused the result of run %s: %s", item["id"], item["reason"])
             done.add(item["id"])
-        with self._cond:
-            self._pending = [r for r in self._pending if r["id"] not in done]
+        self._settled(done)
         return len(done)
+
+    def _refused(self, client, batch, error):
+        """A batch the server will not take must not block the queue behind it.
+
+        Results go one by one; one refused alone is replaced by a small failed
+        result saying why, and dropped if even that is refused.
+        """
+        if len(batch) > 1:
+            return sum(self._send(client, [item]) for item in batch)
+        [item] = batch
+        if item.get("mended"):
+            log.error("Result of run %s dropped: the server refused it (%s)", item["id"], error)
+            self._settled({item["id"]})
+            return 1
+        log.warning("Server refused the result of run %s (%s); reporting a failure instead",
+                    item["id"], error)
+        mended = {"id": item["id"], "status": "failed", "output": None, "mended": True,
+                  "duration": item.get("duration"), "result": {"error": {
+                      "type": "ReportRefused", "traceback": "",
+                      "message": "the server refused this run's result: %s" % error.message}}}
+        with self._cond:
+            self._pending = [mended if r is item else r for r in self._pending]
+        return self._send(client, [mended])
+
+    def _settled(self, ids):
+        with self._cond:
+            self._pending = [r for r in self._pending if r["id"] not in ids]
 
     # -- runs ---------------------------------------------------------------
 
@@ -109,12 +144,13 @@ class Agent:
             self._running[run["id"]] = run["task_id"]
         try:
             path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
-        except (PluginError, ServerError, Unreachable) as e:
+            self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
+        except Exception as e:  # the plugin could not be had (or stored): this run fails
+            if not isinstance(e, (PluginError, ServerError, Unreachable)):
+                log.exception("Run %d could not be started", run["id"])
             self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
                            "result": {"error": {"type": "PluginUnavailable", "message": str(e),
                                                 "traceback": ""}}})
-            return
-        self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
 
     def _on_done(self, msg):
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
@@ -130,7 +166,8 @@ class Agent:
             return
         try:
             self.report(self._direct)
-        except (Unreachable, ServerError):
+        except Exception as e:  # whatever it was, the report loop retries
+            _log_failure("Reporting results", e)
             self._report_later.set()
         finally:
             self._reporting.release()
@@ -158,10 +195,10 @@ class Agent:
                     self._connected.set()
                 backoff.reset()
                 delay = interval
-            except (Unreachable, ServerError) as e:
+            except Exception as e:
                 # Until the first heartbeat lands, retry sooner than the interval.
                 delay = interval if self._connected.is_set() else min(interval, backoff.next_delay())
-                log.warning("Heartbeat failed: %s; next in %.1fs", e, delay)
+                _log_failure("Heartbeat", e, delay)
 
     def _poll_loop(self):
         client, backoff = self._client(), Backoff()
@@ -179,9 +216,9 @@ class Agent:
             try:
                 reply = self.poll(client, wait)
                 backoff.reset()
-            except (Unreachable, ServerError) as e:
+            except Exception as e:
                 delay = backoff.next_delay()
-                log.warning("Asking for work failed (%s); retrying in %.1fs", e, delay)
+                _log_failure("Asking for work", e, delay)
                 self._stop.wait(delay)
                 continue
             if reply is not None and not reply["runs"] and not reply["waited"]:
@@ -201,13 +238,12 @@ class Agent:
                         pass
                 attempts = 0
                 backoff.reset()
-            except (Unreachable, ServerError) as e:
+            except Exception as e:
                 self._report_later.set()
                 attempts += 1
                 delay = (self.config.RETRY_DELAY if attempts <= self.config.MAX_RETRY_ATTEMPTS
                          else backoff.next_delay())
-                log.warning("Reporting %d results failed (%s); retry %d in %.1fs",
-                            len(self._pending), e, attempts, delay)
+                _log_failure("Reporting %d results" % len(self._pending), e, delay)
                 self._stop.wait(delay)
 
     def start(self):
@@ -229,3 +265,23 @@ class Agent:
         except (Unreachable, ServerError) as e:
             log.warning("Could not report %d results before stopping: %s", len(self._pending), e)
         log.info("Agent %s stopped", self.name)
+
+
+def _batch(pending):
+    """The oldest results, up to REPORT_BATCH of them and about REPORT_BYTES."""
+    batch, size = [], 0
+    for item in pending[:REPORT_BATCH]:
+        size += len(item.get("output") or "") + len(json.dumps(item.get("result"))) + 200
+        if batch and size > REPORT_BYTES:
+            break
+        batch.append(item)
+    return batch
+
+
+def _log_failure(what, error, delay=None):
+    """A network or server failure is a warning; anything else is a bug: log its traceback."""
+    retry = "" if delay is None else "; retrying in %.1fs" % delay
+    if isinstance(error, (Unreachable, ServerError)):
+        log.warning("%s failed: %s%s", what, error, retry)
+    else:
+        log.exception("%s failed unexpectedly%s", what, retry)

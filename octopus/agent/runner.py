@@ -72,7 +72,10 @@ class Runner:
                         self._active[msg["id"]] = msg["pid"]
                     continue
                 self._active.pop(msg["id"], None)
-            self._on_done(msg)
+            try:
+                self._on_done(msg)
+            except Exception:  # never stop reading the launcher: its runs would stall
+                log.exception("Handling the result of run %s failed", msg.get("id"))
         proc.wait()
         self._launcher_died(proc)
 

@@ -6,11 +6,16 @@ from octopus.constants import RunStatus
 from octopus.server.auth import AGENT
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
+from octopus.store.db import dumps
 
 log = logging.getLogger("octopus.server")
 
 MAX_RESULTS = 1000
 MAX_CAPACITY = 1024
+MAX_ID = 2 ** 63 - 1        # SQLite's largest integer
+MAX_RESULT = 1 << 20        # bytes of JSON one run's result may take
+MAX_OUTPUT = 1 << 20        # characters of output kept per run
+RESULTS_MAX_BODY = 8 << 20  # a batch of results with their output
 
 
 def _int_field(body, name, default, low, high):
@@ -133,7 +138,7 @@ class ResultsResource:
         self._dispatcher = dispatcher
 
     def on_post(self, req, resp):
-        body = read_json(req)
+        body = read_json(req, max_bytes=RESULTS_MAX_BODY)
         name = agent_name(body.get("client"))
         results = body.get("results")
         if not isinstance(results, list) or not 0 < len(results) <= MAX_RESULTS:
@@ -152,20 +157,33 @@ class ResultsResource:
 
 
 def _result(item):
+    """A reported result, mended where it can be so the run is settled, not lost.
+
+    Only an item without a usable run id refuses the batch (400): it is a
+    bug in the agent.  Anything else wrong becomes a failed run that says why.
+    """
     if not isinstance(item, dict):
         raise bad_request("each result must be a JSON object", "results")
     run_id = item.get("id")
-    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 1 <= run_id < 2 ** 63:
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 1 <= run_id <= MAX_ID:
         raise bad_request("result id must be a run id", "results")
-    if item.get("status") not in RunStatus.FINAL:
-        raise bad_request("result status must be one of %s" % ", ".join(RunStatus.FINAL),
-                          "results")
+    status, result = item.get("status"), item.get("result")
+    problem = None
+    if status not in RunStatus.FINAL:
+        problem = "status must be one of %s, not %r" % (", ".join(RunStatus.FINAL), status)
+    elif len(dumps(result)) > MAX_RESULT:
+        problem = "the result is larger than %d bytes of JSON" % MAX_RESULT
+    if problem:
+        status, result = RunStatus.FAILED, {"error": {"type": "BadReport", "traceback": "",
+                                                      "message": "the agent's report: " + problem}}
     output = item.get("output")
-    if output is not None and not isinstance(output, str):
-        raise bad_request("result output must be text", "results")
+    if not isinstance(output, str):
+        output = None
+    elif len(output) > MAX_OUTPUT:
+        output = output[:MAX_OUTPUT] + "\n[... output truncated by the server]"
     duration = item.get("duration")
-    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)
-                                 or duration < 0):
-        raise bad_request("result duration must be seconds", "results")
-    return {"id": run_id, "status": item["status"], "result": item.get("result"),
-            "output": output, "duration": duration}
+    if (not isinstance(duration, (int, float)) or isinstance(duration, bool)
+            or not 0 <= duration < 10 ** 9):
+        duration = None
+    return {"id": run_id, "status": status, "result": result, "output": output,
+            "duration": duration}

@@ -7,8 +7,6 @@ from octopus.server import agents, system, tasks
 from octopus.server.auth import AuthMiddleware
 from octopus.server.errors import handle_unexpected, serialize_error
 
-MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
-
 
 def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir,
                clock=time.time):
@@ -24,7 +22,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
     app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
     app.add_route("/executions", tasks.ExecutionsResource(store))
-    app.add_route("/executions/{run_id:int(min=1, max=%d)}" % MAX_ID, tasks.ExecutionResource(store))
+    app.add_route("/executions/{run_id:int(min=1, max=%d)}" % agents.MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))
     app.add_route("/heartbeat", agents.HeartbeatResource(store, registry, dispatcher))
     app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher))

@@ -47,14 +47,15 @@ def handle_unexpected(req, resp, exc, params):
     raise ApiError(falcon.HTTP_500, "internal server error; see the server log")
 
 
-def read_json(req, kind=dict):
+def read_json(req, kind=dict, max_bytes=MAX_BODY):
     """The request body as JSON of type ``kind``; 400/413 otherwise."""
     length = req.content_length
-    if length is not None and length > MAX_BODY:
-        raise ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % MAX_BODY)
-    data = req.bounded_stream.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % MAX_BODY)
+    too_large = ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % max_bytes)
+    if length is not None and length > max_bytes:
+        raise too_large
+    data = req.bounded_stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise too_large
     if not data.strip():
         raise bad_request("request body is empty; expected a JSON object")
     try:

@@ -62,7 +62,7 @@ class Server:
             threads=config.THREADS + config.MAX_WAITERS, asyncore_use_poll=True,
             connection_limit=max(1000, config.MAX_WAITERS * 2 + 100),
             backlog=2048, channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
-            max_request_body_size=2 * 1024 * 1024, ident="octopus", clear_untrusted_proxy_headers=True)
+            max_request_body_size=16 << 20, ident="octopus", clear_untrusted_proxy_headers=True)
 
     @property
     def port(self):
