@@ -1,4 +1,5 @@
 """Command line: ``--server``, ``--agent``, or both in one process."""
+import _thread
 import argparse
 import logging
 import os
@@ -71,15 +72,14 @@ def _run(args):
     if args.agent:
         agent = _start_agent(agent_config, server, args)
     stop = threading.Event()
-    _on_signals(server, stop)
-    try:
-        if server is not None:
-            server.serve()
-        else:
+    _on_signals(server, agent, stop)
+    if server is None:
+        try:
             stop.wait()
-    finally:
-        if agent is not None:
+        finally:
             agent.stop()
+        return 0
+    server.serve()
     return 0
 
 
@@ -113,8 +113,9 @@ def _start_agent(config, server, args):
         token = server.agent_token
         if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):
             host = server.config.SERVER_HOST
-            host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-            config.SERVER_URL = "http://%s:%d" % (host, server.port)
+            host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+            config.SERVER_URL = "http://%s:%d" % ("[%s]" % host if ":" in host else host,
+                                                  server.port)
     else:
         token = config.AGENT_TOKEN or _read_token(config.path("agent.token"))
     if not token:
@@ -133,13 +134,25 @@ def _read_token(path):
         return ""
 
 
-def _on_signals(server, stop):
+def _on_signals(server, agent, stop):
+    """SIGTERM/SIGINT stop the agent first (its last results still reach a
+    local server), then the server."""
+    stopping = threading.Event()
+
     def handler(signum, frame):
-        log.info("Signal %d received: stopping", signum)
         stop.set()
-        if server is not None:
+        if server is None:
+            return
+        if agent is None or stopping.is_set():
             server.release_waiters()
             raise SystemExit(0)  # makes waitress's loop return
+        stopping.set()
+        log.info("Signal %d received: stopping", signum)
+        threading.Thread(target=stop_agent_then_server, daemon=True).start()
+
+    def stop_agent_then_server():
+        agent.stop()
+        _thread.interrupt_main()  # runs the handler again in the main thread
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)

@@ -84,14 +84,15 @@ _url.accepts = "an http:// or https:// URL"
 
 def _name(text):
     value = str(text).strip()
-    if not value or len(value) > 128 or any(c.isspace() or c in "/\\" for c in value):
-        raise ValueError
-    if value in ("ALL", "Anyone"):
+    if value == "":
+        return value  # the host name is used
+    if (len(value) > 128 or not value.isprintable()
+            or any(c.isspace() or c in "/\\" for c in value) or value in ("ALL", "Anyone")):
         raise ValueError
     return value
 
 
-_name.accepts = "1-128 characters without spaces or slashes, not ALL or Anyone"
+_name.accepts = "1-128 printable characters without spaces or slashes, not ALL or Anyone"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,10 @@ class Setting:
 
 
 _LOG_LEVEL = _choice("DEBUG", "INFO", "WARNING", "ERROR")
-_CPUS = os.cpu_count() or 1
+try:  # the CPUs this process may use (containers and taskset narrow it)
+    _CPUS = len(os.sched_getaffinity(0))
+except AttributeError:
+    _CPUS = os.cpu_count() or 1
 
 COMMON_SETTINGS = [
     Setting("DATA_DIR", "./octopus-data", _text,
@@ -134,7 +138,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
 
 AGENT_SETTINGS = COMMON_SETTINGS + [
     Setting("SERVER_URL", "http://localhost:8000", _url, "Where the agent finds its server."),
-    Setting("CLIENT_ID", "", _text, "This agent's name; empty means the host name."),
+    Setting("CLIENT_ID", "", _name, "This agent's name; empty means the host name."),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means read from DATA_DIR/agent.token.", secret=True),
     Setting("HEARTBEAT_INTERVAL", 10, _int(1), "Seconds between heartbeats."),
     Setting("TASK_CHECK_INTERVAL", 5, _int(1), "Seconds between asks for work when the server cannot hold a long-poll."),
@@ -227,13 +231,18 @@ def help_table(settings):
 
 
 def ensure_data_dir(config):
-    """Create DATA_DIR if needed; a ConfigError naming it if it cannot be written."""
-    path = os.path.abspath(config.DATA_DIR)
+    """Create DATA_DIR (and the log folder) or raise a ConfigError naming the setting."""
+    _writable_dir("DATA_DIR", os.path.abspath(config.DATA_DIR))
+    if config.LOG_FILE:
+        _writable_dir("LOG_FILE", os.path.dirname(config.path(config.LOG_FILE)))
+
+
+def _writable_dir(setting, path):
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
+        probe = os.path.join(path, ".write-test-%d" % os.getpid())
         with open(probe, "w"):
             pass
         os.remove(probe)
     except OSError as e:
-        raise ConfigError("DATA_DIR=%s cannot be used: %s" % (path, e.strerror or e))
+        raise ConfigError("%s: %s cannot be written: %s" % (setting, path, e.strerror or e))

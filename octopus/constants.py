@@ -10,7 +10,6 @@ class TaskStatus:
     COMPLETED = "completed"
 
     FINAL = (DONE, SUCCESS, FAILED, COMPLETED)
-    ALL = (CREATED, ACTIVE, DONE, SUCCESS, FAILED, COMPLETED)
 
 
 class RunStatus:
@@ -18,10 +17,11 @@ class RunStatus:
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
+    LOST = "lost"          # its agent went away (or no longer had it) before reporting
 
     OPEN = (ASSIGNED, RUNNING)
-    FINAL = (SUCCESS, FAILED)
-    ALL = OPEN + FINAL
+    REPORTED = (SUCCESS, FAILED)  # what an agent may report
+    FINAL = (SUCCESS, FAILED, LOST)
 
 
 class TaskOwnership:

@@ -494,7 +494,7 @@ def test_all_task_gets_one_run_per_online_agent_and_is_done_after_both(api):
     done = get_task(api, task["id"])
     assert done["status"] == "Done"
     assert done["result"] == {
-        "total": 2, "success": 1, "failed": 1,
+        "total": 2, "success": 1, "failed": 1, "lost": 0,
         "agents": {"a": {"status": "success", "result": {"who": "a"}},
                    "b": {"status": "failed", "result": {"who": "b"}}}}
     assert {e["client"] for e in done["executions"]} == {"a", "b"}

@@ -207,3 +207,37 @@ def test_bad_settings_stop_start_up_with_one_line(tmp_path, args, setting):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and setting in lines[0] and "Traceback" not in result.stderr
+
+
+def test_stopping_an_agent_stops_its_runs_and_reports_them(cluster, tmp_path):
+    cluster.start_server()
+    agent = cluster.start_agent("quitter")
+    api = cluster.api()
+    started = tmp_path / "started"
+    _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run",
+                                          "args": ["touch %s; sleep 60" % started]})
+    wait_for(started.exists, 10, what="run started")
+    assert agent.stop() == 0
+    done = api.call("GET", "/tasks/%s?wait=10" % task["id"])[1]
+    assert done["status"] == "failed"
+    assert done["result"]["error"]["type"] == "AgentStopped"
+
+
+def test_an_agent_killed_mid_run_has_its_run_recorded_as_lost(cluster, tmp_path):
+    cluster.start_server(env={"OCTOPUS_CLIENT_TIMEOUT": "2",
+                              "OCTOPUS_HEARTBEAT_CLEANUP_INTERVAL": "1"})
+    agent = cluster.start_agent("doomed", env={"OCTOPUS_HEARTBEAT_INTERVAL": "1"})
+    api = cluster.api()
+    started = tmp_path / "started"
+    _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run",
+                                          "args": ["touch %s; sleep 60" % started]})
+    wait_for(started.exists, 10, what="run started")
+    agent.kill9()
+    done = wait_for(lambda: _final(api, task["id"]), 20, what="run recorded as lost")
+    assert done["status"] == "failed" and done["result"]["error"]["type"] == "AgentLost"
+    assert [e["status"] for e in done["executions"]] == ["lost"]
+
+
+def _final(api, task_id):
+    _, task = api.call("GET", "/tasks/%s?wait=5" % task_id)
+    return task if task["status"] not in ("Created", "Active") else None

@@ -7,6 +7,7 @@ import pytest
 from octopus.store import Store
 from octopus.store.migrate import latest_version
 from octopus.store.tasks import ConflictError
+from octopus.timeutil import iso
 
 ECHO = {"plugin": "echo", "action": "echo", "args": [1], "kwargs": {"k": "v"},
         "owner": "Anyone", "type": "Adhoc"}
@@ -202,3 +203,40 @@ def test_agents_show_online_offline_and_running(store, clock):
     clock.advance(31)
     assert store.list_agents()[0]["status"] == "offline"
     assert store.heartbeat("a", {}) is True  # back online
+
+
+def test_runs_of_a_vanished_agent_are_lost_and_settle_their_tasks(store, clock):
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 4})
+    mine, _ = store.create_task(task(owner="a"))
+    everyone, _ = store.create_task(task(owner="ALL"))
+    runs = store.claim_runs("a", 4)
+    [b_run] = store.claim_runs("b", 4)
+    assert len(runs) == 2
+    finished = store.lose_runs("a")
+    assert finished == [mine["id"]]
+    lost = store.get_task(mine["id"], True)
+    assert lost["status"] == "failed" and lost["result"]["error"]["type"] == "AgentLost"
+    assert lost["executions"][0]["status"] == "lost"
+    store.finish_runs("b", [{"id": b_run["id"], "status": "success", "result": 1}])
+    summary = store.get_task(everyone["id"])["result"]
+    assert summary["lost"] == 1 and summary["success"] == 1
+    # a late report of a lost run is acknowledged and changes nothing
+    assert store.finish_runs("a", [{"id": runs[0]["id"], "status": "success"}])[0] == [runs[0]["id"]]
+    assert store.get_task(mine["id"])["status"] == "failed"
+
+
+def test_reconciling_loses_only_old_running_runs_the_agent_does_not_have(store, clock):
+    store.heartbeat("a", {"concurrency": 4})
+    ids = [store.create_task(task(owner="a"))[0]["id"] for _ in range(3)]
+    claimed = store.claim_runs("a", 2)
+    assigned, _ = store.create_task(task())  # Anyone: assigned to a, not picked up yet
+    cutoff = iso(clock() - 60)
+    assert store.lose_runs("a", keep=set(), started_before=cutoff) == []  # too recent
+    clock.advance(120)
+    kept = claimed[0]["id"]
+    assert store.lose_runs("a", keep={kept}, started_before=iso(clock() - 60)) == [
+        claimed[1]["task_id"]]
+    assert store.get_task(claimed[0]["task_id"])["status"] == "Active"
+    assert store.get_task(assigned["id"])["status"] == "Active"  # assigned runs are not lost
+    assert store.get_task(ids[2])["status"] == "Created"

@@ -142,6 +142,11 @@ class Agent:
                  run["plugin"], run["action"])
         with self._cond:
             self._running[run["id"]] = run["task_id"]
+        if self._stop.is_set():  # handed out as we stop: say so rather than drop it
+            self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
+                           "result": {"error": {"type": "AgentStopped", "traceback": "",
+                                                "message": "the agent was stopping"}}})
+            return
         try:
             path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
             self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
@@ -260,10 +265,13 @@ class Agent:
         with self._cond:
             self._cond.notify_all()
         self._runner.close()
+        client = self._client(timeout=timeout)
         try:
-            self.report(self._client(timeout=timeout))
-        except (Unreachable, ServerError) as e:
-            log.warning("Could not report %d results before stopping: %s", len(self._pending), e)
+            with self._reporting:
+                while self.report(client):
+                    pass
+        except Exception as e:
+            _log_failure("Reporting %d results before stopping" % len(self._pending), e)
         log.info("Agent %s stopped", self.name)
 
 

@@ -26,6 +26,7 @@ class Runner:
         self._output_limit = output_limit
         self._lock = threading.Lock()
         self._proc = None
+        self._reader = None
         self._active = {}  # run id -> process group of the run, once started
         self._closing = False
 
@@ -40,9 +41,9 @@ class Runner:
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
-        reader = threading.Thread(target=self._read, args=(self._proc,), name="runner-reader",
-                                  daemon=True)
-        reader.start()
+        self._reader = threading.Thread(target=self._read, args=(self._proc,),
+                                        name="runner-reader", daemon=True)
+        self._reader.start()
         log.info("Run launcher started (pid %d)", self._proc.pid)
 
     def submit(self, run_id, path, action, args, kwargs):
@@ -114,3 +115,5 @@ class Runner:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        # Its last words (runs it stopped) are handled before we return.
+        self._reader.join(10)

@@ -51,6 +51,7 @@ class Zygote:
         self._idle = []       # Workers waiting for a run
         self._killing = {}    # session id of a stopped run -> when to SIGKILL what is left
         self._fork_failed_at = None
+        self._closing = False
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
 
@@ -115,7 +116,9 @@ class Zygote:
             self._out.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
             self._out.flush()
         except (BrokenPipeError, ValueError):  # the agent is gone: so are its runs
-            self._shutdown()
+            if not self._closing:
+                self._closing = True
+                self._shutdown()
             sys.exit(0)
 
     # -- workers ----------------------------------------------------------
@@ -247,6 +250,7 @@ class Zygote:
 
     def _shutdown(self):
         """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
+        going = [(w.run_id, w.started) for w in self._workers.values() if w.run_id is not None]
         sessions = list(self._workers) + list(self._killing)
         for sid in sessions:
             _signal_session(sid, signal.SIGTERM)
@@ -262,6 +266,13 @@ class Zygote:
                 time.sleep(0.02)
         for sid in sessions:
             _signal_session(sid, signal.SIGKILL)
+        if not self._closing:
+            self._closing = True
+            for run_id, started in going:
+                self._send(_done(run_id, "failed", {"error": {
+                    "type": "AgentStopped", "traceback": "",
+                    "message": "the agent stopped while this run was going"}}, "",
+                    time.monotonic() - started))
         return 0
 
 

@@ -7,6 +7,7 @@ from octopus.server.auth import AGENT
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
 from octopus.store.db import dumps
+from octopus.timeutil import iso
 
 log = logging.getLogger("octopus.server")
 
@@ -36,10 +37,12 @@ def _number_field(body, name, default, low, high):
 class HeartbeatResource:
     auth = AGENT
 
-    def __init__(self, store, registry, dispatcher):
+    def __init__(self, config, store, registry, dispatcher, clock=time.time):
+        self._config = config
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        self._clock = clock
 
     def on_post(self, req, resp):
         body = read_json(req)
@@ -55,7 +58,25 @@ class HeartbeatResource:
             self._dispatcher.wake(self._store.fan_out_due())
         else:
             log.debug("Heartbeat received from %s", name)
+        self._reconcile(name, body.get("running"))
         resp.media = {"status": "ok", "plugins": self._registry.digest()}
+
+    def _reconcile(self, name, running):
+        """Runs the server thinks this agent has, and it says it has not, are lost.
+
+        A run handed out less than two long-polls ago may still be on its way
+        to the agent, so it is left alone.
+        """
+        if not isinstance(running, list) or len(running) > 100000 or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in running):
+            return  # an agent that does not say: nothing to reconcile
+        grace = 2 * self._config.LONG_POLL_TIMEOUT + 10
+        finished = self._store.lose_runs(name, keep=set(running),
+                                         started_before=iso(self._clock() - grace))
+        if finished:
+            log.warning("Agent %s no longer has runs of tasks %s: recorded as lost", name,
+                        ", ".join(finished))
+            self._dispatcher.tasks_finished(finished)
 
 
 def _text(body, name, limit=256):
@@ -169,8 +190,8 @@ def _result(item):
         raise bad_request("result id must be a run id", "results")
     status, result = item.get("status"), item.get("result")
     problem = None
-    if status not in RunStatus.FINAL:
-        problem = "status must be one of %s, not %r" % (", ".join(RunStatus.FINAL), status)
+    if status not in RunStatus.REPORTED:
+        problem = "status must be one of %s, not %r" % (", ".join(RunStatus.REPORTED), status)
     elif len(dumps(result)) > MAX_RESULT:
         problem = "the result is larger than %d bytes of JSON" % MAX_RESULT
     if problem:

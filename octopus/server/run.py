@@ -1,5 +1,6 @@
 """Start the server: store, registry, app, scheduler and waitress."""
 import logging
+import os
 
 import apsw
 import waitress
@@ -38,8 +39,11 @@ class Server:
             self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT)
         except (apsw.Error, OSError, RuntimeError) as e:
             raise ConfigError("DB_FILE=%s cannot be used: %s" % (db_file, e))
-        self.registry = Registry(config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR
-                                 else str(resources.bundled_plugins_dir()))
+        plugins_dir = (config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR
+                       else str(resources.bundled_plugins_dir()))
+        if not os.path.isdir(plugins_dir):
+            raise ConfigError("PLUGINS_DIR=%s is not a folder" % plugins_dir)
+        self.registry = Registry(plugins_dir)
         self.registry.plugins()
         self.dispatcher = Dispatcher(config.MAX_WAITERS)
         self.scheduler = Scheduler(config, self.store, self.dispatcher)

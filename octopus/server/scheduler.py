@@ -35,11 +35,17 @@ class Scheduler:
         return len(due)
 
     def sweep_agents(self, now):
-        """Log agents that went offline since the last sweep."""
+        """Agents silent for CLIENT_TIMEOUT are offline: their unfinished runs are lost."""
         online = set(self._store.online_agents())
         for name in sorted(self._online - online):
             log.warning("Agent %s offline: no heartbeat for %ds", name, self._config.CLIENT_TIMEOUT)
         self._online = online
+        cutoff = iso(now - self._config.CLIENT_TIMEOUT)
+        for agent in self._store.agents_with_open_runs():
+            if agent["last_heartbeat"] < cutoff:
+                finished = self._store.lose_runs(agent["name"])
+                log.warning("Agent %s is offline: its runs are recorded as lost", agent["name"])
+                self._dispatcher.tasks_finished(finished)
         return online
 
     def step(self, now):

@@ -1,5 +1,9 @@
 """Runs (rows of ``executions``): hand-out to agents and their results.
 
+Queries meant for a partial index spell its condition out ('Created',
+('assigned', 'running')): SQLite uses a partial index only when it can see
+the query implies the index's WHERE, which a bound parameter hides.
+
 A task is claimed with ``UPDATE tasks ... WHERE id = ? AND status = 'Created'``
 and the claim counts only if exactly one row changed, so no task is ever
 handed to two agents however many ask at once.
@@ -107,16 +111,16 @@ class RunQueries:
         now = self._clock()
         with self._db.read() as conn:
             due = [r["id"] for r in conn.execute(
-                "SELECT id FROM tasks WHERE owner = ? AND status = ? AND next_run_at <= ?",
-                (TaskOwnership.ALL, TaskStatus.CREATED, iso(now)))]
+                "SELECT id FROM tasks WHERE owner = ? AND status = 'Created' AND next_run_at <= ?",
+                (TaskOwnership.ALL, iso(now)))]
         return self.hand_out(due) if due else set()
 
     def tasks_due_between(self, after, until):
         """Created tasks whose start time is in (after, until], by the due index."""
         with self._db.read() as conn:
             return [r["id"] for r in conn.execute(
-                "SELECT id FROM tasks INDEXED BY tasks_due WHERE status = ? AND next_run_at > ? "
-                "AND next_run_at <= ?", (TaskStatus.CREATED, after, until))]
+                "SELECT id FROM tasks INDEXED BY tasks_due WHERE status = 'Created' "
+                "AND next_run_at > ? AND next_run_at <= ?", (after, until))]
 
     def claim_runs(self, agent, capacity):
         """Hand ``agent`` up to ``capacity`` runs and mark them running.
@@ -139,10 +143,9 @@ class RunQueries:
                     claimed.append(row["id"])
             if len(claimed) < capacity:
                 for row in conn.execute(
-                        "SELECT id FROM tasks WHERE status = ? AND owner IN (?, ?) "
+                        "SELECT id FROM tasks WHERE status = 'Created' AND owner IN (?, ?) "
                         "AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
-                        (TaskStatus.CREATED, agent, TaskOwnership.ANYONE, ts,
-                         capacity - len(claimed))).fetchall():
+                        (agent, TaskOwnership.ANYONE, ts, capacity - len(claimed))).fetchall():
                     run_id = self._assign(conn, row["id"], agent, ts, RunStatus.RUNNING)
                     if run_id is not None:
                         claimed.append(run_id)
@@ -151,11 +154,10 @@ class RunQueries:
     def _anything_for(self, agent, ts):
         with self._db.read() as conn:
             return bool(conn.execute(
-                "SELECT 1 FROM executions WHERE client = ? AND status = ? "
-                "UNION ALL SELECT 1 FROM tasks WHERE status = ? AND owner IN (?, ?) "
+                "SELECT 1 FROM executions WHERE client = ? AND status = 'assigned' "
+                "UNION ALL SELECT 1 FROM tasks WHERE status = 'Created' AND owner IN (?, ?) "
                 "AND next_run_at <= ? LIMIT 1",
-                (agent, RunStatus.ASSIGNED, TaskStatus.CREATED, agent, TaskOwnership.ANYONE,
-                 ts)).fetchall())
+                (agent, agent, TaskOwnership.ANYONE, ts)).fetchall())
 
     def _run_payloads(self, conn, run_ids):
         runs = []
@@ -215,9 +217,9 @@ class RunQueries:
         if not task:
             return False
         if task[0]["owner"] != TaskOwnership.ALL:
+            status = TaskStatus.FAILED if res["status"] == RunStatus.LOST else res["status"]
             conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
-                         "WHERE id = ?",
-                         (res["status"], dumps(res.get("result")), agent, ts, task_id))
+                         "WHERE id = ?", (status, dumps(res.get("result")), agent, ts, task_id))
             return True
         if self._open_runs(conn, task_id):
             conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
@@ -228,7 +230,7 @@ class RunQueries:
 
     def _summary(self, conn, task_id):
         """The result of an ALL task: counts and each agent's outcome."""
-        summary = {"total": 0, "success": 0, "failed": 0, "agents": {}}
+        summary = {"total": 0, "success": 0, "failed": 0, "lost": 0, "agents": {}}
         for row in conn.execute("SELECT client, status, result FROM executions "
                                 "WHERE task_id = ? ORDER BY id", (task_id,)):
             summary["total"] += 1
@@ -236,6 +238,41 @@ class RunQueries:
             summary["agents"][row["client"]] = {"status": row["status"],
                                                 "result": loads(row["result"])}
         return summary
+
+    def lose_runs(self, agent, keep=None, started_before=None):
+        """Settle ``agent``'s unfinished runs as lost; returns the tasks now final.
+
+        With ``keep`` (the run ids the agent says it has), only its running
+        runs that it does not have and that started before ``started_before``
+        are lost: a run whose hand-out is still on its way is left alone.
+        """
+        ts = iso(self._clock())
+        finished = []
+        error = {"error": {"type": "AgentLost", "traceback": "", "message":
+                           "agent %s went away, or no longer had this run, before reporting it"
+                           % agent}}
+        with self._db.write() as conn:
+            for run in conn.execute(
+                    "SELECT id, task_id, status, started_at FROM executions "
+                    "WHERE client = ? AND status IN (?, ?)", (agent,) + RunStatus.OPEN).fetchall():
+                if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
+                                         or run["started_at"] >= started_before):
+                    continue
+                res = {"id": run["id"], "status": RunStatus.LOST, "result": error}
+                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
+                             "updated_at = ? WHERE id = ?",
+                             (RunStatus.LOST, dumps(error), ts, ts, run["id"]))
+                if self._settle_task(conn, run["task_id"], agent, res, ts):
+                    finished.append(run["task_id"])
+        return finished
+
+    def agents_with_open_runs(self):
+        """Names of agents that hold runs not yet reported, with their last heartbeat."""
+        with self._db.read() as conn:
+            return conn.execute(
+                "SELECT a.name, a.last_heartbeat FROM agents a WHERE EXISTS (SELECT 1 FROM "
+                "executions e WHERE e.client = a.name AND e.status IN ('assigned', 'running'))"
+                ).fetchall()
 
     # -- reading ----------------------------------------------------------
 

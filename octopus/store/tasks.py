@@ -72,7 +72,7 @@ class TaskQueries:
             try:
                 total = conn.execute("SELECT count(*) AS n FROM tasks" + clause, params).fetchall()[0]["n"]
                 rows = conn.execute(
-                    "SELECT * FROM tasks%s ORDER BY created_at DESC, id LIMIT ? OFFSET ?" % clause,
+                    "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
                     params + [min(limit, MAX_PAGE), offset]).fetchall()
             finally:
                 conn.execute("COMMIT")
