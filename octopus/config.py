@@ -162,10 +162,6 @@ class Config:
         """A path setting resolved against DATA_DIR."""
         return os.path.abspath(os.path.join(self.DATA_DIR, os.path.expanduser(value)))
 
-    def public(self):
-        return {n: ("***" if s.secret and getattr(self, n) else getattr(self, n))
-                for n, s in self._settings.items()}
-
 
 def read_file(path):
     """Read ``NAME = value`` lines; ``#`` starts a comment.  Same format as env files."""

@@ -34,15 +34,8 @@ def read_actions(source):
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and valid_name(node.name):
             actions.append({"name": node.name, "doc": ast.get_docstring(node) or "",
-                            "signature": _signature(node)})
+                            "signature": "(%s)" % ast.unparse(node.args)})
     return ast.get_docstring(tree) or "", actions
-
-
-def _signature(node):
-    try:
-        return "(%s)" % ast.unparse(node.args)
-    except AttributeError:  # Python 3.8 has no unparse; only cosmetic
-        return ""
 
 
 class Plugin:

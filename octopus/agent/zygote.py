@@ -178,6 +178,8 @@ class Zygote:
 
     def _read_result(self, worker):
         """Read what the worker wrote; False once there is nothing more to read now."""
+        if worker.result_fd is None:  # reaped earlier in this turn of the loop
+            return False
         try:
             data = os.read(worker.result_fd, 1 << 16)
         except BlockingIOError:

@@ -6,7 +6,7 @@ import falcon
 from octopus.constants import TaskStatus
 from octopus.server import validate
 from octopus.server.errors import conflict, not_found, read_json
-from octopus.store.tasks import ConflictError
+from octopus.store.tasks import FILTERS, ConflictError
 
 log = logging.getLogger("octopus.server")
 
@@ -31,7 +31,7 @@ class TasksResource:
         resp.media = task
 
     def on_get(self, req, resp):
-        validate.only_params(req, validate_list_params)
+        validate.only_params(req, FILTERS + ("limit", "offset"))
         filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
         limit = validate.int_param(req, "limit", 100, 1, 1000)
         offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
@@ -39,8 +39,6 @@ class TasksResource:
         resp.media = {"tasks": tasks, "total": total, "limit": limit, "offset": offset}
 
 
-FILTERS = ("status", "owner", "type", "executor", "plugin")
-validate_list_params = FILTERS + ("limit", "offset")
 
 
 class TaskResource:

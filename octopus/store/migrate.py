@@ -1,7 +1,7 @@
 """Schema migrations keyed on ``PRAGMA user_version``.
 
 Migration N is ``migrations/NNNN_*.sql``; a database at version V gets every
-file numbered above V, each in its own transaction with the version bump.
+file numbered above V, with the version bump, all in one transaction.
 """
 import logging
 from pathlib import Path
@@ -24,19 +24,21 @@ def latest_version():
 
 
 def migrate(db):
-    """Bring ``db`` (a Database) up to the latest schema; return the version."""
+    """Bring ``db`` (a Database) up to the latest schema; return the version.
+
+    One transaction reads the version and applies what is missing, so two
+    servers starting on one file cannot both apply a migration.
+    """
     with db.write() as conn:
         current = conn.execute("PRAGMA user_version").fetchall()[0]["user_version"]
-    if current > latest_version():
-        raise RuntimeError(
-            "database %s has schema version %d, newer than this Octopus knows (%d)"
-            % (db.path, current, latest_version()))
-    for number, path in migrations():
-        if number <= current:
-            continue
-        with db.write() as conn:
-            conn.execute(path.read_text(encoding="utf-8"))
-            conn.execute("PRAGMA user_version = %d" % number)
-        log.info("Database %s migrated to schema version %d", db.path, number)
-        current = number
+        if current > latest_version():
+            raise RuntimeError(
+                "database %s has schema version %d, newer than this Octopus knows (%d)"
+                % (db.path, current, latest_version()))
+        for number, path in migrations():
+            if number > current:
+                conn.execute(path.read_text(encoding="utf-8"))
+                conn.execute("PRAGMA user_version = %d" % number)
+                log.info("Database %s migrated to schema version %d", db.path, number)
+                current = number
     return current

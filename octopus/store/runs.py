@@ -10,11 +10,11 @@ handed to two agents however many ask at once.
 """
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus
 from octopus.store.db import dumps, loads
+from octopus.store.tasks import MAX_PAGE
 from octopus.timeutil import iso
 
 EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, result, updated_at, created_at, "
                           "started_at, finished_at, duration")
-MAX_PAGE = 1000
 
 
 def execution_from_row(row):

@@ -3,12 +3,9 @@ from octopus.constants import RunStatus, TaskStatus
 from octopus.store.db import dumps, loads
 from octopus.timeutil import iso
 
-# Columns a client may set; everything else is the server's.
-DEFINITION = ("owner", "plugin", "action", "args", "kwargs", "type",
-              "execution_start_time", "execution_end_time", "interval")
 _JSON = ("args", "kwargs")
 FILTERS = ("status", "owner", "type", "executor", "plugin")
-MAX_PAGE = 1000
+MAX_PAGE = 1000  # rows in one page of a listing
 
 
 def task_from_row(row):
