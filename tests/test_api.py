@@ -646,10 +646,13 @@ def test_get_task_wait_returns_when_the_task_is_final(api):
         api.call("GET", "/tasks/" + task["id"], query_string="wait=30")))
     started = time.monotonic()
     getter.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not api.dispatcher.watchers(task["id"]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the request is held, so the report must wake it
+    assert api.dispatcher.watchers(task["id"]) == 1
     report(api, "a", run["id"], result={"ok": True})
     getter.join(35)
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 5
     [r] = replies
     assert r.status_code == 200
     assert r.json["status"] == "success" and r.json["result"] == {"ok": True}

@@ -81,6 +81,11 @@ class Dispatcher:
             if not events:
                 self._task_waits.pop(task_id, None)
 
+    def watchers(self, task_id):
+        """How many requests are held waiting for ``task_id``."""
+        with self._lock:
+            return len(self._task_waits.get(task_id, ()))
+
     def tasks_finished(self, task_ids):
         with self._lock:
             events = [e for t in task_ids for e in self._task_waits.get(t, ())]
