@@ -61,9 +61,6 @@ def _load(args, table):
 
 
 def _run(args):
-    # Requests hop between threads (a waiting agent is woken by the request
-    # that created its task); a short GIL switch interval keeps each hop short.
-    sys.setswitchinterval(0.0005)
     server_config = _load(args, settings.SERVER_SETTINGS) if args.server else None
     agent_config = _load(args, settings.AGENT_SETTINGS) if args.agent else None
     server = agent = None
