@@ -125,7 +125,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("DB_FILE", "", _text, "SQLite database file; empty means DATA_DIR/octopus.db."),
     Setting("CLIENT_TIMEOUT", 30, _int(1), "Seconds without a heartbeat before an agent counts as offline."),
     Setting("HEARTBEAT_CLEANUP_INTERVAL", 60, _int(1), "Seconds between sweeps for agents that went silent."),
-    Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is offered to agents."),
+    Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is handed out (the guide's 2 s polling pause is not needed: dispatch is immediate)."),
     Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes (reserved: retention cleanup is not active yet)."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token.", secret=True),
