@@ -91,3 +91,17 @@ def test_readme_lists_every_setting_as_the_code_has_it():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for table in (settings.SERVER_SETTINGS, settings.AGENT_SETTINGS):
         assert settings.help_table(table) in readme
+
+
+def test_agent_side_imports_nothing_but_the_standard_library():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import octopus.cli, octopus.agent.core, octopus.agent.zygote, "
+            "octopus.agent.worker, octopus.agent.runner, octopus.agent.plugins; "
+            "print(sorted(m for m in ('apsw', 'falcon', 'waitress') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(Path(__file__).resolve().parent.parent), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
