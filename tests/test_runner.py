@@ -222,3 +222,18 @@ def test_stop_reaches_a_grandchild_in_its_own_group_that_ignores_sigterm(runner,
     runner.kill(70, grace=0.5)
     assert runner.done.get(timeout=10)["status"] == "failed"
     wait_for(lambda: not _alive(pid), 10, what="grandchild killed after the grace")
+
+
+def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypatch):
+    # Unbuffered stdout lets a signal (a worker exiting) cut a write short.
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    r = make_runner(tmp_path, runs_per_worker=2)
+    r._output_limit = 200000
+    try:
+        for i in range(60):
+            r.submit(i, r.plugin, "noisy", [100000], {})
+        results = [r.done.get(timeout=30) for _ in range(60)]
+    finally:
+        r.close()
+    assert sorted(m["id"] for m in results) == list(range(60))
+    assert all(m["status"] == "success" and len(m["output"]) == 100000 for m in results)

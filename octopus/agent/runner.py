@@ -56,29 +56,40 @@ class Runner:
     def _send(self, msg, new_run=None):
         line = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
         with self._lock:
-            if new_run is not None:
-                self._active[new_run] = None
             try:
                 self._proc.stdin.write(line)
                 self._proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
+                if new_run is not None:
+                    self._active[new_run] = None
+                return
+            except (BrokenPipeError, ValueError, OSError):
                 log.error("Run launcher is gone; its reader restarts it")
+        if new_run is not None:  # never reached the launcher: fail it here
+            self._on_done(_failure(new_run, "LauncherDied",
+                                   "the agent's run launcher was not running"))
 
     def _read(self, proc):
-        for line in proc.stdout:
-            msg = json.loads(line)
-            with self._lock:
-                if msg["op"] == "started":
-                    if msg["id"] in self._active:
-                        self._active[msg["id"]] = msg["pid"]
-                    continue
-                self._active.pop(msg["id"], None)
-            try:
-                self._on_done(msg)
-            except Exception:  # never stop reading the launcher: its runs would stall
-                log.exception("Handling the result of run %s failed", msg.get("id"))
-        proc.wait()
-        self._launcher_died(proc)
+        try:
+            for line in proc.stdout:
+                self._handle(json.loads(line))
+        except Exception:  # a garbled line: do not trust this launcher any more
+            log.exception("Run launcher sent something unreadable; replacing it")
+            proc.kill()
+        finally:
+            proc.wait()
+            self._launcher_died(proc)
+
+    def _handle(self, msg):
+        with self._lock:
+            if msg["op"] == "started":
+                if msg["id"] in self._active:
+                    self._active[msg["id"]] = msg["pid"]
+                return
+            self._active.pop(msg["id"], None)
+        try:
+            self._on_done(msg)
+        except Exception:  # never stop reading the launcher: its runs would stall
+            log.exception("Handling the result of run %s failed", msg.get("id"))
 
     def _launcher_died(self, proc):
         """Fail the runs it held and start a new one, unless we are closing."""
@@ -91,11 +102,8 @@ class Runner:
             except OSError:
                 pass
         for run_id in lost:
-            self._on_done({"op": "done", "id": run_id, "status": "failed", "output": "",
-                           "duration": 0.0, "result": {"error": {
-                               "type": "LauncherDied", "traceback": "",
-                               "message": "the agent's run launcher exited (code %s)"
-                                          % proc.returncode}}})
+            self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
+                                   "(code %s)" % proc.returncode))
         if not closing:
             log.error("Run launcher exited with code %s; restarting it", proc.returncode)
             self.start()
@@ -117,3 +125,8 @@ class Runner:
             proc.kill()
         # Its last words (runs it stopped) are handled before we return.
         self._reader.join(10)
+
+
+def _failure(run_id, kind, message):
+    return {"op": "done", "id": run_id, "status": "failed", "output": "", "duration": 0.0,
+            "result": {"error": {"type": kind, "message": message, "traceback": ""}}}

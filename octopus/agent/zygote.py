@@ -113,8 +113,10 @@ class Zygote:
 
     def _send(self, msg):
         try:
-            self._out.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-            self._out.flush()
+            # Whole lines only: an unbuffered stdout (PYTHONUNBUFFERED) can take
+            # part of a write when a signal arrives.
+            worker_code.write_all(self._out.fileno(),
+                                  json.dumps(msg, separators=(",", ":")).encode() + b"\n")
         except (BrokenPipeError, ValueError):  # the agent is gone: so are its runs
             if not self._closing:
                 self._closing = True
