@@ -230,10 +230,10 @@ def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypat
     r = make_runner(tmp_path, runs_per_worker=2)
     r._output_limit = 200000
     try:
-        for i in range(60):
+        for i in range(100):
             r.submit(i, r.plugin, "noisy", [100000], {})
-        results = [r.done.get(timeout=30) for _ in range(60)]
+        results = [r.done.get(timeout=60) for _ in range(100)]
     finally:
         r.close()
-    assert sorted(m["id"] for m in results) == list(range(60))
+    assert sorted(m["id"] for m in results) == list(range(100))
     assert all(m["status"] == "success" and len(m["output"]) == 100000 for m in results)
