@@ -614,28 +614,29 @@ def test_waiting_agent_is_woken_by_a_new_task(api, clock):
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
 
-def test_anyone_task_goes_to_the_online_agent_with_fewest_runs(api):
+def test_anyone_task_goes_to_the_asking_agent_with_fewest_runs(api):
     for name in ("a", "b", "c"):
         assert api.heartbeat(name, concurrency=3).status_code == 200
     for owner in ("a", "a", "b"):
         create(api, owner=owner)
         assert len(work(api, owner)) == 1  # a has 2 runs going, b 1, c none
+    waiters = {n: api.dispatcher.register(n) for n in ("a", "b", "c")}  # all asking for work
     task = create(api)
     assert task["status"] == "Active" and task["executor"] == "c"
+    assert waiters["c"].event.is_set() and not waiters["a"].event.is_set()
     assert [r["task_id"] for r in work(api, "c")] == [task["id"]]
     # now a 2, b 1, c 1: b and c tie, and b was given Anyone work longer ago (never)
     assert create(api)["executor"] == "b"
 
 
-def test_anyone_task_waits_when_every_agent_is_full_and_goes_to_the_first_free(api):
-    assert api.heartbeat("a", concurrency=1).status_code == 200
-    first = create(api)
-    assert first["executor"] == "a"
-    [run] = work(api, "a")
+def test_anyone_task_is_not_given_to_an_agent_that_is_not_asking(api):
+    for name in ("busy", "idle"):
+        assert api.heartbeat(name, concurrency=1).status_code == 200
+    api.dispatcher.register("busy")  # only "busy" is asking; "idle" only heartbeats
+    assert create(api)["executor"] == "busy"
     second = create(api)
-    assert second["status"] == "Created" and second["executor"] is None
-    report(api, "a", run["id"])
-    assert [r["task_id"] for r in work(api, "a")] == [second["id"]]
+    assert second["status"] == "Created"  # nobody else asking: left for the first to ask
+    assert [r["task_id"] for r in work(api, "idle")] == [second["id"]]
 
 
 def test_get_task_wait_returns_when_the_task_is_final(api):
@@ -1189,3 +1190,20 @@ def test_put_owner_to_all_fans_out_to_online_agents(api):
     heartbeat(api, "a", "b")  # still online: no "came online" event
     assert [x["task_id"] for x in work(api, "a")] == [task["id"]]
     assert [x["task_id"] for x in work(api, "b")] == [task["id"]]
+
+
+def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
+    heartbeat(api, "a")
+    replies = []
+    old = threading.Thread(target=lambda: replies.append(api.call(
+        "POST", "/agent/work", {"client": "a", "instance": "old", "wait": 20}, token=AGENT_TOKEN)))
+    started = time.monotonic()
+    old.start()
+    deadline = time.monotonic() + 10
+    while api.dispatcher.waiting() != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert work(api, "a", instance="new") == []
+    old.join(15)
+    assert time.monotonic() - started < 5  # released, not held for 20 s
+    assert replies[0].json == {"runs": [], "waited": True}
+    assert api.dispatcher.waiting() == 0

@@ -241,3 +241,13 @@ def test_an_agent_killed_mid_run_has_its_run_recorded_as_lost(cluster, tmp_path)
 def _final(api, task_id):
     _, task = api.call("GET", "/tasks/%s?wait=5" % task_id)
     return task if task["status"] not in ("Created", "Active") else None
+
+
+def test_an_agent_restarted_under_the_same_name_gets_the_next_task(cluster):
+    cluster.start_server()
+    cluster.start_agent("phoenix").stop()
+    cluster.start_agent("phoenix")
+    api = cluster.api()
+    for _ in range(3):
+        task = cluster.run_task(api, {"plugin": "echo", "action": "echo"}, timeout=10)
+        assert task["status"] == "success" and task["executor"] == "phoenix"

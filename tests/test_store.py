@@ -52,7 +52,7 @@ def test_newer_schema_is_refused(tmp_path, clock):
 
 def test_anyone_task_is_assigned_to_an_online_agent_which_picks_it_up(store):
     store.heartbeat("a", {"concurrency": 2})
-    created, woken = store.create_task(task())
+    created, woken = store.create_task(task(), candidates=["a"])
     assert woken == ["a"] and created["status"] == "Active" and created["executor"] == "a"
     assert [e["status"] for e in store.get_task(created["id"], True)["executions"]] == ["assigned"]
     runs = store.claim_runs("a", 5)
@@ -213,30 +213,41 @@ def test_runs_of_a_vanished_agent_are_lost_and_settle_their_tasks(store, clock):
     runs = store.claim_runs("a", 4)
     [b_run] = store.claim_runs("b", 4)
     assert len(runs) == 2
-    finished = store.lose_runs("a")
-    assert finished == [mine["id"]]
+    assert store.lose_runs("a") == ([mine["id"]], [])
     lost = store.get_task(mine["id"], True)
     assert lost["status"] == "failed" and lost["result"]["error"]["type"] == "AgentLost"
     assert lost["executions"][0]["status"] == "lost"
     store.finish_runs("b", [{"id": b_run["id"], "status": "success", "result": 1}])
     summary = store.get_task(everyone["id"])["result"]
     assert summary["lost"] == 1 and summary["success"] == 1
-    # a late report of a lost run is acknowledged and changes nothing
-    assert store.finish_runs("a", [{"id": runs[0]["id"], "status": "success"}])[0] == [runs[0]["id"]]
-    assert store.get_task(mine["id"])["status"] == "failed"
+    # the agent was only cut off: its late report of the lost run stands
+    mine_run = [r for r in runs if r["task_id"] == mine["id"]][0]
+    assert store.finish_runs("a", [{"id": mine_run["id"], "status": "success", "result": 7}])[0] \
+        == [mine_run["id"]]
+    assert store.get_task(mine["id"])["status"] == "success"
+    assert store.get_task(mine["id"])["result"] == 7
+
+
+def test_an_anyone_run_never_picked_up_goes_back_to_be_handed_out_again(store):
+    store.heartbeat("a", {"concurrency": 1})
+    created, woken = store.create_task(task(), candidates=["a"])
+    assert woken == ["a"]
+    assert store.lose_runs("a") == ([], [created["id"]])
+    back = store.get_task(created["id"], True)
+    assert back["status"] == "Created" and back["executor"] is None and back["executions"] == []
 
 
 def test_reconciling_loses_only_old_running_runs_the_agent_does_not_have(store, clock):
     store.heartbeat("a", {"concurrency": 4})
     ids = [store.create_task(task(owner="a"))[0]["id"] for _ in range(3)]
     claimed = store.claim_runs("a", 2)
-    assigned, _ = store.create_task(task())  # Anyone: assigned to a, not picked up yet
+    assigned, _ = store.create_task(task(), candidates=["a"])  # assigned, not picked up yet
     cutoff = iso(clock() - 60)
-    assert store.lose_runs("a", keep=set(), started_before=cutoff) == []  # too recent
+    assert store.lose_runs("a", keep=set(), started_before=cutoff) == ([], [])  # too recent
     clock.advance(120)
     kept = claimed[0]["id"]
-    assert store.lose_runs("a", keep={kept}, started_before=iso(clock() - 60)) == [
-        claimed[1]["task_id"]]
+    assert store.lose_runs("a", keep={kept}, started_before=iso(clock() - 60)) == (
+        [claimed[1]["task_id"]], [])
     assert store.get_task(claimed[0]["task_id"])["status"] == "Active"
     assert store.get_task(assigned["id"])["status"] == "Active"  # assigned runs are not lost
     assert store.get_task(ids[2])["status"] == "Created"

@@ -11,6 +11,7 @@ import random
 import socket
 import threading
 import urllib.parse
+import uuid
 
 from octopus import __version__
 from octopus.agent.client import ServerClient, ServerError, Unreachable
@@ -59,6 +60,7 @@ class Agent:
         self._report_later = threading.Event()  # results the quick path could not send
         self._digest = None
         self._threads = []
+        self._instance = uuid.uuid4().hex  # tells the server this process from a former one
 
     def _client(self, timeout=30.0):
         return ServerClient(self.config.SERVER_URL, self._token, timeout)
@@ -69,7 +71,8 @@ class Agent:
         reply = client.request("POST", "/heartbeat", {
             "client": self.name, "hostname": socket.gethostname(), "ip": self._address(),
             "version": __version__, "concurrency": self.config.CONCURRENCY,
-            "python": platform.python_version(), "running": sorted(self._running)})
+            "python": platform.python_version(), "running": self._held(),
+            "instance": self._instance})
         if reply.get("plugins") != self._digest:
             self._digest = self._plugins.sync()
         return reply
@@ -81,7 +84,7 @@ class Agent:
         if free <= 0:
             return None
         reply = client.request("POST", "/agent/work", {
-            "client": self.name, "capacity": free, "wait": wait},
+            "client": self.name, "capacity": free, "wait": wait, "instance": self._instance},
             timeout=wait + 15)
         for run in reply["runs"]:
             self._start(run)
@@ -165,8 +168,10 @@ class Agent:
             self._cond.notify_all()
         log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
         # Report from this thread when no report is in flight: one thread hop
-        # less on every run.  Anything else is left to the report loop.
-        if not self._reporting.acquire(blocking=False):
+        # less on every run.  Anything else (and everything while reports are
+        # failing: this thread must keep reading the launcher) is left to the
+        # report loop.
+        if self._report_later.is_set() or not self._reporting.acquire(blocking=False):
             self._report_later.set()
             return
         try:
@@ -176,6 +181,11 @@ class Agent:
             self._report_later.set()
         finally:
             self._reporting.release()
+
+    def _held(self):
+        """Run ids this agent still answers for: running, or finished and not yet acked."""
+        with self._cond:
+            return sorted(set(self._running) | {r["id"] for r in self._pending})
 
     def _address(self):
         """The local address this host reaches the server from (no packet is sent)."""
@@ -272,6 +282,11 @@ class Agent:
                     pass
         except Exception as e:
             _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+        try:  # so the server stops handing this process work at once
+            client.request("POST", "/heartbeat", {"client": self.name, "instance": self._instance,
+                                                  "stopping": True})
+        except Exception as e:
+            _log_failure("Saying goodbye", e)
         log.info("Agent %s stopped", self.name)
 
 

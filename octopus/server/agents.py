@@ -51,6 +51,14 @@ class HeartbeatResource:
                 "ip": _text(body, "ip") or req.remote_addr,
                 "version": _text(body, "version"),
                 "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
+        instance = _text(body, "instance", 64)
+        if body.get("stopping") is True:  # its last word: hand it nothing more
+            self._dispatcher.release(name, instance)
+            log.info("Agent %s is stopping", name)
+            resp.media = {"status": "ok", "plugins": self._registry.digest()}
+            return
+        # A new process of this agent: its old one's held requests reach nobody.
+        self._dispatcher.release_others(name, instance)
         came_online = self._store.heartbeat(name, info)
         if came_online:
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
@@ -71,8 +79,8 @@ class HeartbeatResource:
                 isinstance(i, int) and not isinstance(i, bool) for i in running):
             return  # an agent that does not say: nothing to reconcile
         grace = 2 * self._config.LONG_POLL_TIMEOUT + 10
-        finished = self._store.lose_runs(name, keep=set(running),
-                                         started_before=iso(self._clock() - grace))
+        finished, requeued = self._store.lose_runs(name, keep=set(running),
+                                                   started_before=iso(self._clock() - grace))
         if finished:
             log.warning("Agent %s no longer has runs of tasks %s: recorded as lost", name,
                         ", ".join(finished))
@@ -115,21 +123,23 @@ class WorkResource:
         # Agents may ask for any wait; this server holds them at most its own limit.
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
                    self._config.LONG_POLL_TIMEOUT)
+        instance = _text(body, "instance", 64)
         if wait <= 0:
+            self._dispatcher.release_others(name, instance)
             resp.media = {"runs": self._claim(name, capacity), "waited": False}
             return
-        runs, waited = self._wait(name, capacity, wait)
+        runs, waited = self._wait(name, capacity, wait, instance)
         resp.media = {"runs": runs, "waited": waited}
 
-    def _wait(self, name, capacity, wait):
+    def _wait(self, name, capacity, wait, instance):
         # Registered before the first look, so work handed out in between wakes us.
-        waiter = self._dispatcher.register(name)
+        waiter = self._dispatcher.register(name, instance)
         if waiter is None:  # over the cap: hand out what there is; the agent polls
             return self._claim(name, capacity), False
         runs = []
         try:
             deadline = self._clock() + wait
-            while not self._dispatcher.closed:
+            while not self._dispatcher.closed and not waiter.cancelled:
                 waiter.event.clear()  # before looking: work from now on wakes us again
                 runs = self._claim(name, capacity)
                 remaining = deadline - self._clock()

@@ -8,11 +8,13 @@ import threading
 
 
 class Waiter:
-    __slots__ = ("name", "event")
+    __slots__ = ("name", "instance", "event", "cancelled")
 
-    def __init__(self, name):
+    def __init__(self, name, instance):
         self.name = name
+        self.instance = instance
         self.event = threading.Event()
+        self.cancelled = False  # its agent restarted: answer without handing out work
 
 
 class Dispatcher:
@@ -26,15 +28,41 @@ class Dispatcher:
 
     # -- agents -----------------------------------------------------------
 
-    def register(self, name):
-        """A Waiter for ``name``, or None when the cap on waiters is reached."""
+    def register(self, name, instance=None):
+        """A Waiter for ``name``, or None when the cap on waiters is reached.
+
+        A request from a new ``instance`` of the agent (it restarted) releases
+        the requests its old process left behind: nobody reads their replies.
+        """
         with self._lock:
-            if self._count >= self.max_waiters or self.closed:
+            if self.closed:
                 return None
-            waiter = Waiter(name)
+            self._release_others(name, instance)
+            if self._count >= self.max_waiters:
+                return None
+            waiter = Waiter(name, instance)
             self._waiters.setdefault(name, []).append(waiter)
             self._count += 1
             return waiter
+
+    def release_others(self, name, instance):
+        """A request from ``instance`` of agent ``name``: drop those of its former process."""
+        with self._lock:
+            self._release_others(name, instance)
+
+    def release(self, name, instance):
+        """Agent ``name`` (this ``instance`` of it) is stopping: drop its held requests."""
+        with self._lock:
+            for waiter in self._waiters.get(name, ()):
+                if waiter.instance == instance:
+                    waiter.cancelled = True
+                    waiter.event.set()
+
+    def _release_others(self, name, instance):
+        for old in self._waiters.get(name, ()):
+            if instance is not None and old.instance not in (None, instance):
+                old.cancelled = True
+                old.event.set()
 
     def unregister(self, waiter):
         with self._lock:
@@ -48,6 +76,16 @@ class Dispatcher:
     def waiting(self):
         with self._lock:
             return self._count
+
+    def waiting_names(self):
+        """Agents holding a request for work now, not yet woken: each has a free slot.
+
+        One woken for a task is left out until it looks again, so tasks
+        arriving together go to different agents.
+        """
+        with self._lock:
+            return [n for n, ws in self._waiters.items()
+                    if any(not (w.cancelled or w.event.is_set()) for w in ws)]
 
     def wake(self, names):
         """Wake the agents named: they have work."""

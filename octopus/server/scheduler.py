@@ -11,6 +11,7 @@ from octopus.timeutil import iso
 log = logging.getLogger("octopus.scheduler")
 
 TICK = 0.1  # seconds; bounds how late a task with a start time is offered
+RELEASE_OVERLAP = 1.0  # seconds each look at due tasks reaches back
 
 
 class Scheduler:
@@ -21,17 +22,21 @@ class Scheduler:
         self._clock = clock
         self._stop = threading.Event()
         self._thread = None
-        self._released_until = iso(clock())
+        self._released_at = clock()
+        self._started = clock()
         self._next_sweep = 0.0
         self._online = set()
 
     def release_due(self, now):
         """Offer tasks whose start time fell in (last release, now]."""
         until = iso(now)
-        due = self._store.tasks_due_between(self._released_until, until)
-        self._released_until = until
+        # The window overlaps the last one: a task committed just after that
+        # look is not skipped (handing out twice is harmless: it is a no-op).
+        due = self._store.tasks_due_between(iso(min(now, self._released_at) - RELEASE_OVERLAP),
+                                            until)
+        self._released_at = now
         if due:
-            self._dispatcher.wake(self._store.hand_out(due))
+            self._dispatcher.wake(self._store.hand_out(due, self._dispatcher.waiting_names()))
         return len(due)
 
     def sweep_agents(self, now):
@@ -40,12 +45,18 @@ class Scheduler:
         for name in sorted(self._online - online):
             log.warning("Agent %s offline: no heartbeat for %ds", name, self._config.CLIENT_TIMEOUT)
         self._online = online
+        # Silence is counted from our own start too: after the server was
+        # down, agents get CLIENT_TIMEOUT to come back before runs are lost.
+        if now - self._started < self._config.CLIENT_TIMEOUT:
+            return online
         cutoff = iso(now - self._config.CLIENT_TIMEOUT)
         for agent in self._store.agents_with_open_runs():
             if agent["last_heartbeat"] < cutoff:
-                finished = self._store.lose_runs(agent["name"])
+                finished, requeued = self._store.lose_runs(agent["name"])
                 log.warning("Agent %s is offline: its runs are recorded as lost", agent["name"])
                 self._dispatcher.tasks_finished(finished)
+                self._dispatcher.wake(self._store.hand_out(
+                    requeued, self._dispatcher.waiting_names()))
         return online
 
     def step(self, now):

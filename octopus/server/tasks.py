@@ -22,7 +22,8 @@ class TasksResource:
 
     def on_post(self, req, resp):
         fields = validate.task_fields(read_json(req), self._registry)
-        task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY)
+        task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
+                                               candidates=self._dispatcher.waiting_names())
         log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
                  task["owner"])
         self._dispatcher.wake(agents)
@@ -84,7 +85,8 @@ class TaskResource:
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
         if task["status"] == TaskStatus.CREATED:
             # It may now be for other agents, or for ALL: hand it out again.
-            self._dispatcher.wake(self._store.hand_out([task_id]))
+            self._dispatcher.wake(self._store.hand_out([task_id],
+                                                       self._dispatcher.waiting_names()))
             task = self._store.get_task(task_id) or task
         resp.media = task
 

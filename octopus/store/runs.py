@@ -31,19 +31,20 @@ class RunQueries:
         return [r["name"] for r in conn.execute(
             "SELECT name FROM agents WHERE last_heartbeat >= ? ORDER BY name", (cutoff,))]
 
-    def _least_busy_agent(self, conn, now):
-        """The online agent with a free slot and the fewest open runs, or None.
-
-        Ties go to the agent given Anyone work longest ago.
+    def _least_busy_agent(self, conn, now, candidates):
+        """Of ``candidates`` (agents asking for work now), the online one with the
+        fewest open runs, or None.  Ties go to the one given Anyone work longest ago.
         """
+        names = sorted(set(candidates))[:1000]
+        if not names:
+            return None
         rows = conn.execute(
-            "SELECT name, running FROM (SELECT a.name, a.concurrency, a.last_assigned, "
-            "(SELECT count(*) FROM executions e WHERE e.client = a.name "
+            "SELECT a.name, (SELECT count(*) FROM executions e WHERE e.client = a.name "
             "AND e.status IN ('assigned', 'running')) AS running "
-            "FROM agents a WHERE a.last_heartbeat >= ?) "
-            "WHERE running < coalesce(concurrency, 1) "
-            "ORDER BY running, last_assigned IS NOT NULL, last_assigned, name LIMIT 1",
-            (iso(now - self.client_timeout),)).fetchall()
+            "FROM agents a WHERE a.last_heartbeat >= ? AND a.name IN (%s) "
+            "ORDER BY running, a.last_assigned IS NOT NULL, a.last_assigned, a.name LIMIT 1"
+            % ", ".join("?" * len(names)),
+            [iso(now - self.client_timeout)] + names).fetchall()
         return rows[0]["name"] if rows else None
 
     def _assign(self, conn, task_id, agent, ts, status=RunStatus.ASSIGNED):
@@ -59,18 +60,19 @@ class RunQueries:
                       ts if status == RunStatus.RUNNING else None))
         return conn.last_insert_rowid()
 
-    def _hand_out(self, conn, task_id, owner, now):
+    def _hand_out(self, conn, task_id, owner, now, candidates):
         """Assign a due task by its owner rule; returns the agents to wake.
 
-        Anyone goes to the least busy online agent with a free slot (or waits
-        in Created for the first agent that asks); a named agent picks its
-        task up when it asks; ALL fans out to every online agent.
+        Anyone goes to the least busy of the agents asking for work now (an
+        agent asks only with a free slot), or waits in Created for the first
+        agent that asks; a named agent picks its task up when it asks; ALL
+        fans out to every online agent.
         """
         if owner == TaskOwnership.ALL:
             return self._fan_out(conn, task_id, now)
         if owner != TaskOwnership.ANYONE:
             return [owner]
-        agent = self._least_busy_agent(conn, now)
+        agent = self._least_busy_agent(conn, now, candidates)
         if agent is None or self._assign(conn, task_id, agent, iso(now)) is None:
             return []
         conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
@@ -93,7 +95,7 @@ class RunQueries:
             [(task_id, name, RunStatus.ASSIGNED, ts, ts) for name in agents])
         return agents
 
-    def hand_out(self, task_ids):
+    def hand_out(self, task_ids, candidates=()):
         """Hand out the given Created tasks that are due; returns the agents to wake."""
         now = self._clock()
         woken = set()
@@ -103,7 +105,8 @@ class RunQueries:
                     "SELECT owner FROM tasks WHERE id = ? AND status = ? AND next_run_at <= ?",
                     (task_id, TaskStatus.CREATED, iso(now))).fetchall()
                 if rows:
-                    woken.update(self._hand_out(conn, task_id, rows[0]["owner"], now))
+                    woken.update(self._hand_out(conn, task_id, rows[0]["owner"], now,
+                                                candidates))
         return woken
 
     def fan_out_due(self):
@@ -200,13 +203,14 @@ class RunQueries:
         run = rows[0]
         if run["client"] != agent:
             return "run belongs to another agent"
-        if run["status"] in RunStatus.FINAL:
+        if run["status"] in RunStatus.REPORTED:
             return None  # a repeated report: already recorded once
+        # Open, or lost (its agent was cut off, then came back): the report stands.
         conn.execute(
             "UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
-            "finished_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)",
+            "finished_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?, ?)",
             (res["status"], dumps(res.get("result")), res.get("output"), res.get("duration"),
-             ts, ts, res["id"]) + RunStatus.OPEN)
+             ts, ts, res["id"]) + RunStatus.OPEN + (RunStatus.LOST,))
         if self._settle_task(conn, run["task_id"], agent, res, ts):
             finished.append(run["task_id"])
         return None
@@ -240,14 +244,16 @@ class RunQueries:
         return summary
 
     def lose_runs(self, agent, keep=None, started_before=None):
-        """Settle ``agent``'s unfinished runs as lost; returns the tasks now final.
+        """Settle ``agent``'s unfinished runs as lost.
 
-        With ``keep`` (the run ids the agent says it has), only its running
-        runs that it does not have and that started before ``started_before``
-        are lost: a run whose hand-out is still on its way is left alone.
+        Returns ``(finished, requeued)``: tasks now final, and Anyone tasks
+        given back to Created because their run was never picked up.  With
+        ``keep`` (the run ids the agent says it has), only its running runs
+        that it does not have and that started before ``started_before`` are
+        lost: a run whose hand-out is still on its way is left alone.
         """
         ts = iso(self._clock())
-        finished = []
+        finished, requeued = [], []
         error = {"error": {"type": "AgentLost", "traceback": "", "message":
                            "agent %s went away, or no longer had this run, before reporting it"
                            % agent}}
@@ -258,13 +264,27 @@ class RunQueries:
                 if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
                                          or run["started_at"] >= started_before):
                     continue
+                if run["status"] == RunStatus.ASSIGNED and self._requeue(conn, run, ts):
+                    requeued.append(run["task_id"])
+                    continue
                 res = {"id": run["id"], "status": RunStatus.LOST, "result": error}
                 conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
                              "updated_at = ? WHERE id = ?",
                              (RunStatus.LOST, dumps(error), ts, ts, run["id"]))
                 if self._settle_task(conn, run["task_id"], agent, res, ts):
                     finished.append(run["task_id"])
-        return finished
+        return finished, requeued
+
+    def _requeue(self, conn, run, ts):
+        """Give back an Anyone task whose run its agent never picked up."""
+        conn.execute("UPDATE tasks SET status = ?, executor = NULL, updated_at = ? "
+                     "WHERE id = ? AND owner = ? AND status = ?",
+                     (TaskStatus.CREATED, ts, run["task_id"], TaskOwnership.ANYONE,
+                      TaskStatus.ACTIVE))
+        if conn.changes() != 1:
+            return False
+        conn.execute("DELETE FROM executions WHERE id = ?", (run["id"],))
+        return True
 
     def agents_with_open_runs(self):
         """Names of agents that hold runs not yet reported, with their last heartbeat."""

@@ -21,7 +21,7 @@ def _encode(fields):
 
 
 class TaskQueries:
-    def create_task(self, fields, delay=0.0):
+    def create_task(self, fields, delay=0.0, candidates=()):
         """Insert a task and, if it is due, hand it out (see RunQueries._hand_out).
 
         Returns ``(task, agents)``: the new task and the agents to wake.
@@ -36,7 +36,7 @@ class TaskQueries:
         with self._db.write() as conn:
             conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
             if row["next_run_at"] <= iso(now):
-                agents = self._hand_out(conn, row["id"], row["owner"], now)
+                agents = self._hand_out(conn, row["id"], row["owner"], now, candidates)
             task = self._get_task(conn, row["id"])
         return task, agents
 
