@@ -28,6 +28,7 @@ def main():
     ap.add_argument("-n", type=int, default=200, help="tasks to time (default 200)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--pyz", help="run this octopus.pyz instead of the source tree")
+    ap.add_argument("--owner", default="w1", help="task owner: w1 (the agent, default) or Anyone")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="octopus-w1-") as root:
         cluster = Cluster(root, pyz=args.pyz)
@@ -35,7 +36,7 @@ def main():
             cluster.start_server()
             cluster.start_agent("w1")
             api = cluster.api()
-            body = {"plugin": "echo", "action": "echo", "args": [], "owner": "w1"}
+            body = {"plugin": "echo", "action": "echo", "args": [], "owner": args.owner}
             samples = []
             for i in range(args.warmup + args.n):
                 started = time.perf_counter()
@@ -49,7 +50,7 @@ def main():
         finally:
             cluster.stop()
     print(json.dumps({
-        "workload": "W1", "tasks": len(samples), "agents": 1,
+        "workload": "W1", "tasks": len(samples), "agents": 1, "owner": args.owner,
         "p50_ms": round(statistics.median(samples), 2),
         "p90_ms": round(percentile(samples, 90), 2),
         "p99_ms": round(percentile(samples, 99), 2),
