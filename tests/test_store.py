@@ -251,3 +251,28 @@ def test_reconciling_loses_only_old_running_runs_the_agent_does_not_have(store, 
     assert store.get_task(claimed[0]["task_id"])["status"] == "Active"
     assert store.get_task(assigned["id"])["status"] == "Active"  # assigned runs are not lost
     assert store.get_task(ids[2])["status"] == "Created"
+
+
+def test_asking_agents_are_not_given_more_than_their_free_slots(store):
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 1})
+    tasks = [store.create_task(task(), candidates=["a", "b"]) for _ in range(5)]
+    assert sorted(w for _, woken in tasks for w in woken) == ["a", "b"]
+    assert [t["status"] for t, _ in tasks].count("Created") == 3
+
+
+def test_a_late_report_of_a_lost_run_does_not_undo_a_newer_run(store):
+    store.heartbeat("a", {"concurrency": 1})
+    created, _ = store.create_task(task(owner="a"))
+    [old] = store.claim_runs("a", 1)
+    store.lose_runs("a")
+    store.update_task(created["id"], {"owner": "b"})
+    # there is no "run again" route yet: put the task back as one would
+    with store._db.write() as conn:
+        conn.execute("UPDATE tasks SET status = 'Created', executor = NULL WHERE id = ?",
+                     (created["id"],))
+    [new] = store.claim_runs("b", 1)
+    store.finish_runs("a", [{"id": old["id"], "status": "success", "result": "stale"}])
+    current = store.get_task(created["id"], True)
+    assert current["status"] == "Active" and current["executor"] == "b"
+    assert [e["status"] for e in current["executions"]] == ["success", "running"]

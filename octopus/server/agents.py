@@ -58,7 +58,8 @@ class HeartbeatResource:
             resp.media = {"status": "ok", "plugins": self._registry.digest()}
             return
         # A new process of this agent: its old one's held requests reach nobody.
-        self._dispatcher.release_others(name, instance)
+        if self._dispatcher.release_others(name, instance):
+            log.info("Agent %s runs as a new process (instance %s)", name, instance)
         came_online = self._store.heartbeat(name, info)
         if came_online:
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
@@ -125,7 +126,6 @@ class WorkResource:
                    self._config.LONG_POLL_TIMEOUT)
         instance = _text(body, "instance", 64)
         if wait <= 0:
-            self._dispatcher.release_others(name, instance)
             resp.media = {"runs": self._claim(name, capacity), "waited": False}
             return
         runs, waited = self._wait(name, capacity, wait, instance)

@@ -24,6 +24,7 @@ class Dispatcher:
         self._waiters = {}          # agent name -> [Waiter]
         self._count = 0
         self._task_waits = {}       # task id -> [Event]
+        self._instances = {}        # agent name -> its latest process's instance id
         self.closed = False
 
     # -- agents -----------------------------------------------------------
@@ -37,7 +38,6 @@ class Dispatcher:
         with self._lock:
             if self.closed:
                 return None
-            self._release_others(name, instance)
             if self._count >= self.max_waiters:
                 return None
             waiter = Waiter(name, instance)
@@ -46,9 +46,15 @@ class Dispatcher:
             return waiter
 
     def release_others(self, name, instance):
-        """A request from ``instance`` of agent ``name``: drop those of its former process."""
+        """A heartbeat from ``instance`` of agent ``name``: if that is a new process,
+        drop the requests its former one left held.  Returns True for a new one.
+        """
         with self._lock:
+            if instance is None or self._instances.get(name) == instance:
+                return False
+            self._instances[name] = instance
             self._release_others(name, instance)
+            return True
 
     def release(self, name, instance):
         """Agent ``name`` (this ``instance`` of it) is stopping: drop its held requests."""
@@ -93,6 +99,18 @@ class Dispatcher:
             chosen = [w for n in names for w in self._waiters.get(n, ())]
         for waiter in chosen:
             waiter.event.set()
+
+    def hand_out(self, store, task_ids):
+        """Hand out tasks to the agents asking now and wake those given work.
+
+        The list of askers is read before the store's transaction, so an agent
+        that began to ask meanwhile is missed: wake that many fresh askers too,
+        and they take what is left (an agent registers before it looks).
+        """
+        woken = store.hand_out(task_ids, self.waiting_names())
+        self.wake(woken)
+        self.wake([n for n in self.waiting_names() if n not in woken][:len(task_ids)])
+        return woken
 
     def close(self):
         """Release every held request, so the server can stop at once."""

@@ -36,7 +36,7 @@ class Scheduler:
                                             until)
         self._released_at = now
         if due:
-            self._dispatcher.wake(self._store.hand_out(due, self._dispatcher.waiting_names()))
+            self._dispatcher.hand_out(self._store, due)
         return len(due)
 
     def sweep_agents(self, now):
@@ -55,8 +55,8 @@ class Scheduler:
                 finished, requeued = self._store.lose_runs(agent["name"])
                 log.warning("Agent %s is offline: its runs are recorded as lost", agent["name"])
                 self._dispatcher.tasks_finished(finished)
-                self._dispatcher.wake(self._store.hand_out(
-                    requeued, self._dispatcher.waiting_names()))
+                if requeued:
+                    self._dispatcher.hand_out(self._store, requeued)
         return online
 
     def step(self, now):

@@ -3,7 +3,7 @@ import logging
 
 import falcon
 
-from octopus.constants import TaskStatus
+from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
 from octopus.server.errors import conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, ConflictError
@@ -24,6 +24,9 @@ class TasksResource:
         fields = validate.task_fields(read_json(req), self._registry)
         task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
                                                candidates=self._dispatcher.waiting_names())
+        if task["status"] == TaskStatus.CREATED and task["owner"] == TaskOwnership.ANYONE and not agents:
+            # No one was asking when we looked; someone may have begun since.
+            self._dispatcher.wake(self._dispatcher.waiting_names()[:1])
         log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
                  task["owner"])
         self._dispatcher.wake(agents)
@@ -85,8 +88,7 @@ class TaskResource:
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
         if task["status"] == TaskStatus.CREATED:
             # It may now be for other agents, or for ALL: hand it out again.
-            self._dispatcher.wake(self._store.hand_out([task_id],
-                                                       self._dispatcher.waiting_names()))
+            self._dispatcher.hand_out(self._store, [task_id])
             task = self._store.get_task(task_id) or task
         resp.media = task
 

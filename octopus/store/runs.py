@@ -32,17 +32,22 @@ class RunQueries:
             "SELECT name FROM agents WHERE last_heartbeat >= ? ORDER BY name", (cutoff,))]
 
     def _least_busy_agent(self, conn, now, candidates):
-        """Of ``candidates`` (agents asking for work now), the online one with the
-        fewest open runs, or None.  Ties go to the one given Anyone work longest ago.
+        """Of ``candidates`` (agents asking for work now), the online one with a
+        free slot and the fewest open runs, or None.  Ties go to the one given
+        Anyone work longest ago.  Slots are counted here, inside the
+        transaction, so hand-outs racing on one list of candidates cannot
+        overfill an agent.
         """
         names = sorted(set(candidates))[:1000]
         if not names:
             return None
         rows = conn.execute(
-            "SELECT a.name, (SELECT count(*) FROM executions e WHERE e.client = a.name "
+            "SELECT name FROM (SELECT a.name, a.concurrency, a.last_assigned, "
+            "(SELECT count(*) FROM executions e WHERE e.client = a.name "
             "AND e.status IN ('assigned', 'running')) AS running "
-            "FROM agents a WHERE a.last_heartbeat >= ? AND a.name IN (%s) "
-            "ORDER BY running, a.last_assigned IS NOT NULL, a.last_assigned, a.name LIMIT 1"
+            "FROM agents a WHERE a.last_heartbeat >= ? AND a.name IN (%s)) "
+            "WHERE running < coalesce(concurrency, 1) "
+            "ORDER BY running, last_assigned IS NOT NULL, last_assigned, name LIMIT 1"
             % ", ".join("?" * len(names)),
             [iso(now - self.client_timeout)] + names).fetchall()
         return rows[0]["name"] if rows else None
@@ -205,7 +210,14 @@ class RunQueries:
             return "run belongs to another agent"
         if run["status"] in RunStatus.REPORTED:
             return None  # a repeated report: already recorded once
-        # Open, or lost (its agent was cut off, then came back): the report stands.
+        # Open, or lost (its agent was cut off, then came back): the report stands,
+        # and moves the task on unless the task has been given a newer run since.
+        if run["status"] == RunStatus.LOST and not self._latest_run(conn, run["task_id"], res["id"]):
+            conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
+                         "finished_at = ?, updated_at = ? WHERE id = ?",
+                         (res["status"], dumps(res.get("result")), res.get("output"),
+                          res.get("duration"), ts, ts, res["id"]))
+            return None
         conn.execute(
             "UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
             "finished_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?, ?)",
@@ -214,6 +226,13 @@ class RunQueries:
         if self._settle_task(conn, run["task_id"], agent, res, ts):
             finished.append(run["task_id"])
         return None
+
+    def _latest_run(self, conn, task_id, run_id):
+        """Is ``run_id`` the task's newest run (or is the task an ALL task)?"""
+        rows = conn.execute("SELECT t.owner, (SELECT max(id) FROM executions WHERE task_id = t.id) "
+                            "AS latest FROM tasks t WHERE t.id = ?", (task_id,)).fetchall()
+        return bool(rows) and (rows[0]["owner"] == TaskOwnership.ALL
+                               or rows[0]["latest"] == run_id)
 
     def _settle_task(self, conn, task_id, agent, res, ts):
         """Move the task on after one of its runs finished; True if now final."""

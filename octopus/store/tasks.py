@@ -26,14 +26,15 @@ class TaskQueries:
 
         Returns ``(task, agents)``: the new task and the agents to wake.
         """
-        now = self._clock()
-        row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
-                   created_at=iso(now), updated_at=iso(now),
-                   next_run_at=max(fields.get("execution_start_time") or "", iso(now + delay)))
-        columns = ", ".join(row)
-        marks = ", ".join(":" + k for k in row)
         agents = []
         with self._db.write() as conn:
+            now = self._clock()  # taken under the lock: times follow commit order
+            row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
+                       created_at=iso(now), updated_at=iso(now),
+                       next_run_at=max(fields.get("execution_start_time") or "",
+                                       iso(now + delay)))
+            columns = ", ".join(row)
+            marks = ", ".join(":" + k for k in row)
             conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
             if row["next_run_at"] <= iso(now):
                 agents = self._hand_out(conn, row["id"], row["owner"], now, candidates)
