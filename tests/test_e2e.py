@@ -251,3 +251,37 @@ def test_an_agent_restarted_under_the_same_name_gets_the_next_task(cluster):
     for _ in range(3):
         task = cluster.run_task(api, {"plugin": "echo", "action": "echo"}, timeout=10)
         assert task["status"] == "success" and task["executor"] == "phoenix"
+
+
+def test_a_burst_of_concurrent_posts_is_spread_over_the_agents(cluster):
+    import threading
+    cluster.start_server()
+    for name in ("c0", "c1", "c2"):
+        cluster.start_agent(name, env={"OCTOPUS_CONCURRENCY": "1"})
+    ids = []
+
+    def post():
+        api = cluster.api()
+        status, task = api.call("POST", "/tasks", {"plugin": "sleep", "action": "sleep",
+                                                   "args": [0.5]})
+        assert status == 201
+        ids.append(task["id"])
+        api.close()
+
+    started = time.monotonic()
+    posters = [threading.Thread(target=post) for _ in range(12)]
+    for t in posters:
+        t.start()
+    for t in posters:
+        t.join(30)
+    api = cluster.api()
+    finals = [_final_within(api, i, 30) for i in ids]
+    elapsed = time.monotonic() - started
+    assert all(t["status"] == "success" for t in finals)
+    counts = sorted(sum(1 for t in finals if t["executor"] == n) for n in ("c0", "c1", "c2"))
+    assert counts == [4, 4, 4]
+    assert elapsed < 5  # about 2 s of work per agent; no agent left idle, no long-poll stall
+
+
+def _final_within(api, task_id, timeout):
+    return wait_for(lambda: _final(api, task_id), timeout, what="task %s final" % task_id)
