@@ -24,12 +24,12 @@ class TasksResource:
         fields = validate.task_fields(read_json(req), self._registry)
         task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
                                                candidates=self._dispatcher.waiting_names())
-        if task["status"] == TaskStatus.CREATED and task["owner"] == TaskOwnership.ANYONE and not agents:
-            # No one was asking when we looked; someone may have begun since.
-            self._dispatcher.wake(self._dispatcher.waiting_names()[:1])
         log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
                  task["owner"])
         self._dispatcher.wake(agents)
+        if task["status"] == TaskStatus.CREATED and task["owner"] == TaskOwnership.ANYONE:
+            # No one was asking when we looked; someone may have begun since.
+            self._dispatcher.wake(self._dispatcher.waiting_names()[:1])
         resp.status = falcon.HTTP_201
         resp.location = "/tasks/" + task["id"]
         resp.media = task
