@@ -131,6 +131,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token.", secret=True),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token.", secret=True),
     Setting("PLUGINS_DIR", "", _text, "Folder of plugin modules; empty means the plugins bundled with Octopus."),
+    Setting("RUN_TIMEOUT", 0, _float(0), "Seconds a run may take when its task sets no timeout; 0: no limit."),
     Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),
     Setting("MAX_WAITERS", 256, _int(0, 10000), "Agents allowed to hold a long-poll for work at once; others poll."),
     Setting("LONG_POLL_TIMEOUT", 25, _int(1, 300), "Longest time a waiting agent is held before it asks again."),

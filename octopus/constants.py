@@ -18,10 +18,11 @@ class RunStatus:
     SUCCESS = "success"
     FAILED = "failed"
     LOST = "lost"          # its agent went away (or no longer had it) before reporting
+    TIMEOUT = "timeout"    # stopped by its agent for taking longer than its timeout
 
     OPEN = (ASSIGNED, RUNNING)
-    REPORTED = (SUCCESS, FAILED)  # what an agent may report
-    FINAL = (SUCCESS, FAILED, LOST)
+    REPORTED = (SUCCESS, FAILED, TIMEOUT)  # what an agent may report
+    FINAL = (SUCCESS, FAILED, TIMEOUT, LOST)
 
 
 class TaskOwnership:

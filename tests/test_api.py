@@ -24,7 +24,7 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TASK_KEYS = {"id", "owner", "plugin", "action", "args", "kwargs", "type", "execution_start_time",
              "execution_end_time", "interval", "status", "executor", "result", "updated_at",
-             "created_at", "next_run_at"}
+             "created_at", "next_run_at", "timeout"}
 
 
 # -- helpers ------------------------------------------------------------------
@@ -408,7 +408,9 @@ def test_agent_work_and_result_round_trip(api, clock):
     assert r.status_code == 200
     assert set(r.json) == {"runs", "waited"}
     [run] = r.json["runs"]
-    assert set(run) == {"id", "task_id", "plugin", "action", "args", "kwargs", "plugin_sha256"}
+    assert set(run) == {"id", "task_id", "plugin", "action", "args", "kwargs", "plugin_sha256",
+                        "timeout"}
+    assert run["timeout"] is None  # neither the task nor RUN_TIMEOUT sets one
     assert run["task_id"] == task["id"]
     assert (run["plugin"], run["action"], run["args"], run["kwargs"]) == ("echo", "echo", [1, 2], {"x": 1})
     assert run["plugin_sha256"] == api.registry.get("echo").sha256
@@ -494,7 +496,7 @@ def test_all_task_gets_one_run_per_online_agent_and_is_done_after_both(api):
     done = get_task(api, task["id"])
     assert done["status"] == "Done"
     assert done["result"] == {
-        "total": 2, "success": 1, "failed": 1, "lost": 0,
+        "total": 2, "success": 1, "failed": 1, "timeout": 0, "lost": 0,
         "agents": {"a": {"status": "success", "result": {"who": "a"}},
                    "b": {"status": "failed", "result": {"who": "b"}}}}
     assert {e["client"] for e in done["executions"]} == {"a", "b"}
@@ -1207,3 +1209,17 @@ def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
     assert time.monotonic() - started < 5  # released, not held for 20 s
     assert replies[0].json == {"runs": [], "waited": True}
     assert api.dispatcher.waiting() == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, "10", True, 10 ** 8, [1]])
+def test_a_bad_timeout_is_refused(api, value):
+    with unchanged(api):
+        assert_error(api.call("POST", "/tasks", dict(ECHO, timeout=value)), 400, "timeout")
+
+
+def test_the_run_carries_the_tasks_timeout_or_the_servers_default(tmp_path, store, api):
+    strict = type(api)(tmp_path / "strict", store, RUN_TIMEOUT=30)
+    assert create(strict, timeout=2.5)["timeout"] == 2.5
+    create(strict)
+    runs = work(strict, "a", capacity=2)
+    assert sorted(r["timeout"] for r in runs) == [2.5, 30]

@@ -285,3 +285,27 @@ def test_a_burst_of_concurrent_posts_is_spread_over_the_agents(cluster):
 
 def _final_within(api, task_id, timeout):
     return wait_for(lambda: _final(api, task_id), timeout, what="task %s final" % task_id)
+
+
+def test_a_run_past_its_timeout_is_stopped_with_everything_it_started(cluster, tmp_path):
+    cluster.start_server()
+    cluster.start_agent("strict")
+    api = cluster.api()
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    task = cluster.run_task(api, {"plugin": "shell", "action": "run", "timeout": 1,
+                                  "args": ["sleep 60 & echo $! > %s; wait" % pidfile]})
+    assert time.monotonic() - started < 5
+    assert task["status"] == "failed" and task["result"]["error"]["type"] == "Timeout"
+    assert [e["status"] for e in task["executions"]] == ["timeout"]
+    pid = int(pidfile.read_text())
+    wait_for(lambda: _gone(pid), 10, what="child gone")
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["status"] == "success"
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True

@@ -10,6 +10,7 @@ import platform
 import random
 import socket
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -22,6 +23,8 @@ log = logging.getLogger("octopus.agent")
 
 REPORT_BATCH = 200
 REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
+KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
+WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 BACKOFF_CAP = 30.0
 
 
@@ -54,6 +57,8 @@ class Agent:
         self._connected = threading.Event()
         self._cond = threading.Condition()
         self._running = {}    # run id -> task id
+        self._deadlines = {}  # run id -> (monotonic deadline, timeout) of runs that have one
+        self._timed_out = set()
         self._pending = []    # finished results not yet acknowledged
         self._reporting = threading.Lock()  # one report in flight at a time
         self._direct = self._client(timeout=5.0)
@@ -152,6 +157,10 @@ class Agent:
             return
         try:
             path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
+            if run.get("timeout"):
+                with self._cond:
+                    self._deadlines[run["id"]] = (time.monotonic() + run["timeout"],
+                                                  run["timeout"])
             self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
         except Exception as e:  # the plugin could not be had (or stored): this run fails
             if not isinstance(e, (PluginError, ServerError, Unreachable)):
@@ -163,6 +172,13 @@ class Agent:
     def _on_done(self, msg):
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
         with self._cond:
+            _, timeout = self._deadlines.pop(msg["id"], (None, None))
+            if msg["id"] in self._timed_out:
+                self._timed_out.discard(msg["id"])
+                result["status"] = "timeout"
+                result["result"] = {"error": {"type": "Timeout", "traceback": "", "message":
+                                              "the run took longer than its timeout of %gs "
+                                              "and was stopped" % timeout}}
             self._running.pop(msg["id"], None)
             self._pending.append(result)
             self._cond.notify_all()
@@ -215,6 +231,24 @@ class Agent:
                 delay = interval if self._connected.is_set() else min(interval, backoff.next_delay())
                 _log_failure("Heartbeat", e, delay)
 
+    def watch_timeouts(self, now):
+        """Stop runs past their deadline (SIGTERM, SIGKILL after a grace)."""
+        with self._cond:
+            expired = [i for i, (deadline, _) in self._deadlines.items()
+                       if now >= deadline and i not in self._timed_out]
+            self._timed_out.update(expired)
+        for run_id in expired:
+            log.warning("Run %d passed its timeout: stopping it", run_id)
+            self._runner.kill(run_id, KILL_GRACE)
+        return expired
+
+    def _watch_loop(self):
+        while not self._stop.wait(WATCH_TICK):
+            try:
+                self.watch_timeouts(time.monotonic())
+            except Exception as e:
+                _log_failure("Watching timeouts", e)
+
     def _poll_loop(self):
         client, backoff = self._client(), Backoff()
         wait = 25.0
@@ -264,7 +298,8 @@ class Agent:
     def start(self):
         os.makedirs(self.config.path("agent"), exist_ok=True)
         self._runner.start()
-        for target in (self._heartbeat_loop, self._poll_loop, self._report_loop):
+        for target in (self._heartbeat_loop, self._poll_loop, self._report_loop,
+                       self._watch_loop):
             thread = threading.Thread(target=target, name="agent" + target.__name__, daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -154,6 +154,7 @@ class WorkResource:
         for run in runs:
             plugin = self._registry.get(run["plugin"])
             run["plugin_sha256"] = plugin.sha256 if plugin else None
+            run["timeout"] = run["timeout"] or self._config.RUN_TIMEOUT or None
             log.info("Task assignment: task %s run %d -> %s (%s.%s)", run["task_id"], run["id"],
                      name, run["plugin"], run["action"])
         return runs

@@ -7,9 +7,11 @@ from octopus.timeutil import iso, parse_iso
 SERVER_FIELDS = ("id", "status", "executor", "result", "updated_at", "created_at",
                  "next_run_at", "executions")
 TASK_FIELDS = ("plugin", "action", "args", "kwargs", "owner", "type",
-               "execution_start_time", "execution_end_time", "interval")
+               "execution_start_time", "execution_end_time", "interval", "timeout")
 DEFAULTS = {"args": [], "kwargs": {}, "owner": TaskOwnership.ANYONE, "type": TaskType.ADHOC,
-            "execution_start_time": None, "execution_end_time": None, "interval": None}
+            "execution_start_time": None, "execution_end_time": None, "interval": None,
+            "timeout": None}
+MAX_TIMEOUT = 10 ** 7  # seconds: about 115 days
 SUPPORTED_TYPES = (TaskType.ADHOC,)
 MAX_NAME = 128
 
@@ -77,6 +79,12 @@ def task_fields(body, registry, existing=None):
                                  or len(str(interval)) > 256):
         raise bad_request("interval must be a string or a whole number", "interval")
     clean["interval"] = None if interval is None else str(interval)
+    timeout = merged["timeout"]
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                or not 0 < timeout <= MAX_TIMEOUT):
+        raise bad_request("timeout must be a number of seconds above 0 and at most %d, or null"
+                          % MAX_TIMEOUT, "timeout")
+    clean["timeout"] = timeout
     if existing is not None:
         clean = {k: v for k, v in clean.items() if existing.get(k) != v}
     return clean

@@ -171,7 +171,7 @@ class RunQueries:
         runs = []
         for run_id in run_ids:
             row = conn.execute(
-                "SELECT e.id, e.task_id, t.plugin, t.action, t.args, t.kwargs "
+                "SELECT e.id, e.task_id, t.plugin, t.action, t.args, t.kwargs, t.timeout "
                 "FROM executions e JOIN tasks t ON t.id = e.task_id WHERE e.id = ?",
                 (run_id,)).fetchall()[0]
             row["args"] = loads(row["args"])
@@ -240,7 +240,8 @@ class RunQueries:
         if not task:
             return False
         if task[0]["owner"] != TaskOwnership.ALL:
-            status = TaskStatus.FAILED if res["status"] == RunStatus.LOST else res["status"]
+            status = (TaskStatus.FAILED if res["status"] in (RunStatus.LOST, RunStatus.TIMEOUT)
+                      else res["status"])
             conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
                          "WHERE id = ?", (status, dumps(res.get("result")), agent, ts, task_id))
             return True
@@ -253,7 +254,7 @@ class RunQueries:
 
     def _summary(self, conn, task_id):
         """The result of an ALL task: counts and each agent's outcome."""
-        summary = {"total": 0, "success": 0, "failed": 0, "lost": 0, "agents": {}}
+        summary = {"total": 0, "success": 0, "failed": 0, "timeout": 0, "lost": 0, "agents": {}}
         for row in conn.execute("SELECT client, status, result FROM executions "
                                 "WHERE task_id = ? ORDER BY id", (task_id,)):
             summary["total"] += 1
