@@ -1,7 +1,7 @@
 """The agent: heartbeats, waiting for work, running it, reporting results.
 
-Three loops, each on its own thread and its own connection, each built from
-one step method (``heartbeat``, ``poll``, ``report``) that tests can call.
+Four loops, each on its own thread (and connection), each built from one step
+method (``heartbeat``, ``poll``, ``report``, ``watch_timeouts``) tests can call.
 """
 import json
 import logging
