@@ -8,8 +8,9 @@ class TaskStatus:
     SUCCESS = "success"
     FAILED = "failed"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
-    FINAL = (DONE, SUCCESS, FAILED, COMPLETED)
+    FINAL = (DONE, SUCCESS, FAILED, COMPLETED, CANCELLED)
 
 
 class RunStatus:
@@ -19,10 +20,11 @@ class RunStatus:
     FAILED = "failed"
     LOST = "lost"          # its agent went away (or no longer had it) before reporting
     TIMEOUT = "timeout"    # stopped by its agent for taking longer than its timeout
+    CANCELLED = "cancelled"  # stopped (or never started) because an operator cancelled it
 
     OPEN = (ASSIGNED, RUNNING)
-    REPORTED = (SUCCESS, FAILED, TIMEOUT)  # what an agent may report
-    FINAL = (SUCCESS, FAILED, TIMEOUT, LOST)
+    REPORTED = (SUCCESS, FAILED, TIMEOUT, CANCELLED)  # what an agent may report
+    FINAL = (SUCCESS, FAILED, TIMEOUT, CANCELLED, LOST)
 
 
 class TaskOwnership:

@@ -406,7 +406,7 @@ def test_agent_work_and_result_round_trip(api, clock):
     task = create(api, args=[1, 2], kwargs={"x": 1})
     r = api.call("POST", "/agent/work", {"client": "a", "capacity": 1, "wait": 0}, token=AGENT_TOKEN)
     assert r.status_code == 200
-    assert set(r.json) == {"runs", "waited"}
+    assert set(r.json) == {"runs", "waited", "cancel"}
     [run] = r.json["runs"]
     assert set(run) == {"id", "task_id", "plugin", "action", "args", "kwargs", "plugin_sha256",
                         "timeout"}
@@ -496,7 +496,7 @@ def test_all_task_gets_one_run_per_online_agent_and_is_done_after_both(api):
     done = get_task(api, task["id"])
     assert done["status"] == "Done"
     assert done["result"] == {
-        "total": 2, "success": 1, "failed": 1, "timeout": 0, "lost": 0,
+        "total": 2, "success": 1, "failed": 1, "timeout": 0, "cancelled": 0, "lost": 0,
         "agents": {"a": {"status": "success", "result": {"who": "a"}},
                    "b": {"status": "failed", "result": {"who": "b"}}}}
     assert {e["client"] for e in done["executions"]} == {"a", "b"}
@@ -572,7 +572,7 @@ def test_work_long_poll_waits_then_returns_empty(api):
     started = time.monotonic()
     r = api.call("POST", "/agent/work", {"client": "a", "wait": 0.3}, token=AGENT_TOKEN)
     assert r.status_code == 200
-    assert r.json == {"runs": [], "waited": True}
+    assert r.json == {"runs": [], "waited": True, "cancel": []}
     assert time.monotonic() - started >= 0.25
 
 
@@ -580,7 +580,7 @@ def test_work_wait_is_capped_by_long_poll_timeout(tmp_path, store, api):
     capped = type(api)(tmp_path / "capped", store, LONG_POLL_TIMEOUT=1)
     started = time.monotonic()
     r = capped.call("POST", "/agent/work", {"client": "a", "wait": 3600}, token=AGENT_TOKEN)
-    assert r.json == {"runs": [], "waited": True}
+    assert r.json == {"runs": [], "waited": True, "cancel": []}
     assert time.monotonic() - started < 10
 
 
@@ -588,7 +588,7 @@ def test_work_over_max_waiters_answers_at_once_and_still_hands_out_work(tmp_path
     full = type(api)(tmp_path / "full", store, MAX_WAITERS=0)
     started = time.monotonic()
     assert full.call("POST", "/agent/work", {"client": "a", "wait": 20},
-                     token=AGENT_TOKEN).json == {"runs": [], "waited": False}
+                     token=AGENT_TOKEN).json == {"runs": [], "waited": False, "cancel": []}
     assert time.monotonic() - started < 5
     task = create(full)
     r = full.call("POST", "/agent/work", {"client": "a", "wait": 20}, token=AGENT_TOKEN)
@@ -990,7 +990,7 @@ def test_agent_routes_refuse_bad_client_names(api, client, route, extra):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("capacity", 0), ("capacity", -1), ("capacity", "x"), ("capacity", True), ("capacity", 1.5),
+    ("capacity", -1), ("capacity", "x"), ("capacity", True), ("capacity", 1.5),
     ("capacity", 1025), ("capacity", None), ("wait", -1), ("wait", "x"), ("wait", True),
     ("wait", 3601),
 ])
@@ -1207,7 +1207,7 @@ def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
     assert api.heartbeat("a", instance="new").status_code == 200
     old.join(15)
     assert time.monotonic() - started < 5  # released, not held for 20 s
-    assert replies[0].json == {"runs": [], "waited": True}
+    assert replies[0].json == {"runs": [], "waited": True, "cancel": []}
     assert api.dispatcher.waiting() == 0
 
 
@@ -1223,3 +1223,22 @@ def test_the_run_carries_the_tasks_timeout_or_the_servers_default(tmp_path, stor
     create(strict)
     runs = work(strict, "a", capacity=2)
     assert sorted(r["timeout"] for r in runs) == [2.5, 30]
+
+
+def test_cancel_flags_a_running_run_for_its_agent_once(api):
+    heartbeat(api, "a")
+    task = create(api, owner="a")
+    [run] = work(api, "a")
+    r = api.call("POST", "/tasks/%s/cancel" % task["id"])
+    assert r.status_code == 200 and r.json["status"] == "Active"
+    reply = api.call("POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 0},
+                     token=AGENT_TOKEN).json
+    assert reply["cancel"] == [run["id"]]
+    again = api.call("POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 0,
+                                             "stopping_runs": [run["id"]]}, token=AGENT_TOKEN)
+    assert again.json["cancel"] == []  # it said it is stopping it: not asked twice
+    report(api, "a", run["id"], status="cancelled", result={"error": {"type": "Cancelled"}})
+    assert get_task(api, task["id"])["status"] == "cancelled"
+    assert_error(api.call("POST", "/tasks/%s/cancel" % task["id"]), 409)
+    assert_error(api.call("POST", "/tasks/none/cancel"), 404)
+    assert_error(api.call("POST", "/tasks/%s/cancel" % task["id"], token=AGENT_TOKEN), 403)

@@ -309,3 +309,51 @@ def _gone(pid):
             return f.read().split()[2] == "Z"
     except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+def _shell_with_child(pidfile):
+    return {"plugin": "shell", "action": "run",
+            "args": ["sleep 60 & echo $! > %s; wait" % pidfile]}
+
+
+def test_cancel_stops_a_run_and_all_it_started_within_a_second(cluster, tmp_path):
+    cluster.start_server()
+    cluster.start_agent("busy", env={"OCTOPUS_CONCURRENCY": "1"})  # full while it runs
+    api = cluster.api()
+    pidfile = tmp_path / "child.pid"
+    _, task = api.call("POST", "/tasks", _shell_with_child(pidfile))
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                       what="run started"))
+    started = time.monotonic()
+    status, body = api.call("POST", "/tasks/%s/cancel" % task["id"])
+    assert status == 200
+    done = wait_for(lambda: _final(api, task["id"]), 10, what="cancelled")
+    assert time.monotonic() - started < 2
+    assert done["status"] == "cancelled"
+    assert [e["status"] for e in done["executions"]] == ["cancelled"]
+    wait_for(lambda: _gone(pid), 5, what="child gone")
+    assert api.call("POST", "/tasks/%s/cancel" % task["id"])[0] == 409
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["status"] == "success"
+
+
+def test_cancel_of_a_task_not_started_and_of_no_task(cluster):
+    cluster.start_server()
+    api = cluster.api()
+    _, task = api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "owner": "nobody"})
+    status, body = api.call("POST", "/tasks/%s/cancel" % task["id"])
+    assert status == 200 and body["status"] == "cancelled"
+    assert api.call("POST", "/tasks/nope/cancel")[0] == 404
+
+
+def test_deleting_a_running_task_stops_its_run(cluster, tmp_path):
+    cluster.start_server()
+    cluster.start_agent("deleter", env={"OCTOPUS_CONCURRENCY": "1"})
+    api = cluster.api()
+    pidfile = tmp_path / "child.pid"
+    _, task = api.call("POST", "/tasks", _shell_with_child(pidfile))
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                       what="run started"))
+    assert api.call("DELETE", "/tasks/" + task["id"])[0] == 204
+    wait_for(lambda: _gone(pid), 5, what="child gone")
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo"}, timeout=10)["status"] \
+        == "success"

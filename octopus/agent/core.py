@@ -59,6 +59,7 @@ class Agent:
         self._running = {}    # run id -> task id
         self._deadlines = {}  # run id -> (monotonic deadline, timeout) of runs that have one
         self._timed_out = set()
+        self._cancelled = set()
         self._pending = []    # finished results not yet acknowledged
         self._reporting = threading.Lock()  # one report in flight at a time
         self._direct = self._client(timeout=5.0)
@@ -84,16 +85,27 @@ class Agent:
 
     def poll(self, client, wait):
         """Ask for as many runs as there are free slots; start them."""
+        # Asked even when full (capacity 0): the held request is also how the
+        # server says "stop this run".
         with self._cond:
-            free = self.config.CONCURRENCY - len(self._running)
-        if free <= 0:
-            return None
+            free = max(0, self.config.CONCURRENCY - len(self._running))
+            stopping = sorted(self._cancelled)
         reply = client.request("POST", "/agent/work", {
-            "client": self.name, "capacity": free, "wait": wait, "instance": self._instance},
-            timeout=wait + 15)
+            "client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
+            "stopping_runs": stopping}, timeout=wait + 15)
+        for run_id in reply.get("cancel", ()):
+            self._cancel(run_id)
         for run in reply["runs"]:
             self._start(run)
         return reply
+
+    def _cancel(self, run_id):
+        with self._cond:
+            if run_id not in self._running or run_id in self._cancelled:
+                return
+            self._cancelled.add(run_id)
+        log.info("Run %d cancelled: stopping it", run_id)
+        self._runner.kill(run_id, KILL_GRACE)
 
     def report(self, client):
         """Send finished results; returns how many the server settled (acked or refused)."""
@@ -173,7 +185,12 @@ class Agent:
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
         with self._cond:
             _, timeout = self._deadlines.pop(msg["id"], (None, None))
-            if msg["id"] in self._timed_out:
+            if msg["id"] in self._cancelled:
+                self._cancelled.discard(msg["id"])
+                result["status"] = "cancelled"
+                result["result"] = {"error": {"type": "Cancelled", "traceback": "",
+                                              "message": "cancelled by an operator"}}
+            elif msg["id"] in self._timed_out:
                 self._timed_out.discard(msg["id"])
                 result["status"] = "timeout"
                 result["result"] = {"error": {"type": "Timeout", "traceback": "", "message":
@@ -257,11 +274,6 @@ class Agent:
             if self._stop.is_set():
                 return
         while not self._stop.is_set():
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop.is_set()
-                                    or len(self._running) < self.config.CONCURRENCY)
-            if self._stop.is_set():
-                return
             try:
                 reply = self.poll(client, wait)
                 backoff.reset()

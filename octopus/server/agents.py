@@ -88,6 +88,13 @@ class HeartbeatResource:
             self._dispatcher.tasks_finished(finished)
 
 
+def _ids(value):
+    """A list of run ids from an agent, or an empty set if it is not one."""
+    if not isinstance(value, list) or len(value) > 100000:
+        return set()
+    return {i for i in value if isinstance(i, int) and not isinstance(i, bool)}
+
+
 def _text(body, name, limit=256):
     value = body.get(name)
     if value is None:
@@ -120,37 +127,53 @@ class WorkResource:
     def on_post(self, req, resp):
         body = read_json(req)
         name = agent_name(body.get("client"))
-        capacity = _int_field(body, "capacity", 1, 1, MAX_CAPACITY)
+        capacity = _int_field(body, "capacity", 1, 0, MAX_CAPACITY)
         # Agents may ask for any wait; this server holds them at most its own limit.
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
                    self._config.LONG_POLL_TIMEOUT)
         instance = _text(body, "instance", 64)
-        if wait <= 0:
-            resp.media = {"runs": self._claim(name, capacity), "waited": False}
+        stopping = _ids(body.get("stopping_runs"))
+        cancel = self._cancels(name, stopping)
+        if wait <= 0 or cancel:  # waited: true tells the agent to ask again at once
+            resp.media = {"runs": self._claim(name, capacity), "waited": bool(cancel),
+                          "cancel": cancel}
             return
-        runs, waited = self._wait(name, capacity, wait, instance)
-        resp.media = {"runs": runs, "waited": waited}
+        runs, cancel, waited = self._wait(name, capacity, wait, instance, stopping)
+        resp.media = {"runs": runs, "waited": waited, "cancel": cancel}
 
-    def _wait(self, name, capacity, wait, instance):
+    def _cancels(self, name, stopping):
+        """Runs to stop that the agent is not stopping already."""
+        if not self._dispatcher.may_cancel(name):
+            return []
+        in_store = self._store.cancels_for(name)
+        if not in_store:
+            self._dispatcher.cancelled_none(name)
+        wanted = set(in_store) | set(self._dispatcher.take_cancels(name))
+        return sorted(wanted - stopping)
+
+    def _wait(self, name, capacity, wait, instance, stopping):
         # Registered before the first look, so work handed out in between wakes us.
-        waiter = self._dispatcher.register(name, instance)
+        waiter = self._dispatcher.register(name, instance, capacity)
         if waiter is None:  # over the cap: hand out what there is; the agent polls
-            return self._claim(name, capacity), False
-        runs = []
+            return self._claim(name, capacity), [], False
+        runs, cancel = [], []
         try:
             deadline = self._clock() + wait
             while not self._dispatcher.closed and not waiter.cancelled:
                 waiter.event.clear()  # before looking: work from now on wakes us again
                 runs = self._claim(name, capacity)
+                cancel = self._cancels(name, stopping)
                 remaining = deadline - self._clock()
-                if runs or remaining <= 0 or not waiter.event.wait(remaining):
+                if runs or cancel or remaining <= 0 or not waiter.event.wait(remaining):
                     break
-            return runs, True
+                if not capacity:  # a full agent woken (its results came in): let it ask again
+                    break
+            return runs, cancel, True
         finally:
             self._dispatcher.unregister(waiter)
 
     def _claim(self, name, capacity):
-        runs = self._store.claim_runs(name, capacity)
+        runs = self._store.claim_runs(name, capacity) if capacity else []
         for run in runs:
             plugin = self._registry.get(run["plugin"])
             run["plugin_sha256"] = plugin.sha256 if plugin else None
@@ -184,6 +207,7 @@ class ResultsResource:
         for run_id, reason in rejected:
             log.warning("Result for run %d from %s refused: %s", run_id, name, reason)
         self._dispatcher.tasks_finished(finished)
+        self._dispatcher.wake_full(name)  # it has room now: a full agent's ask should ask again
         resp.media = {"acked": acked,
                       "rejected": [{"id": i, "reason": why} for i, why in rejected]}
 

@@ -21,6 +21,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/health", system.HealthResource(store, dispatcher, clock))
     app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
     app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
+    app.add_route("/tasks/{task_id}/cancel", tasks.CancelResource(store, dispatcher))
     app.add_route("/executions", tasks.ExecutionsResource(store))
     app.add_route("/executions/{run_id:int(min=1, max=%d)}" % agents.MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))

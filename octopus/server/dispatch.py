@@ -8,11 +8,12 @@ import threading
 
 
 class Waiter:
-    __slots__ = ("name", "instance", "event", "cancelled")
+    __slots__ = ("name", "instance", "capacity", "event", "cancelled")
 
-    def __init__(self, name, instance):
+    def __init__(self, name, instance, capacity):
         self.name = name
         self.instance = instance
+        self.capacity = capacity  # 0: a full agent, listening only for cancels
         self.event = threading.Event()
         self.cancelled = False  # its agent restarted: answer without handing out work
 
@@ -25,11 +26,13 @@ class Dispatcher:
         self._count = 0
         self._task_waits = {}       # task id -> [Event]
         self._instances = {}        # agent name -> its latest process's instance id
+        self._orphan_cancels = {}   # agent name -> ids of runs whose task was deleted
+        self._cancelling = set()    # agents that may have runs to stop (looked up in the store)
         self.closed = False
 
     # -- agents -----------------------------------------------------------
 
-    def register(self, name, instance=None):
+    def register(self, name, instance=None, capacity=1):
         """A Waiter for ``name``, or None when the cap on waiters is reached.
 
         A request from a new ``instance`` of the agent (it restarted) releases
@@ -40,7 +43,7 @@ class Dispatcher:
                 return None
             if self._count >= self.max_waiters:
                 return None
-            waiter = Waiter(name, instance)
+            waiter = Waiter(name, instance, capacity)
             self._waiters.setdefault(name, []).append(waiter)
             self._count += 1
             return waiter
@@ -91,7 +94,7 @@ class Dispatcher:
         """
         with self._lock:
             return [n for n, ws in self._waiters.items()
-                    if any(not (w.cancelled or w.event.is_set()) for w in ws)]
+                    if any(w.capacity and not (w.cancelled or w.event.is_set()) for w in ws)]
 
     def wake(self, names):
         """Wake the agents named: they have work."""
@@ -111,6 +114,39 @@ class Dispatcher:
         self.wake(woken)
         self.wake([n for n in self.waiting_names() if n not in woken][:len(task_ids)])
         return woken
+
+    def cancel(self, agents):
+        """Runs on ``agents`` were asked to stop: tell them at once."""
+        with self._lock:
+            self._cancelling.update(agents)
+        self.wake(agents)
+
+    def may_cancel(self, name):
+        """Might ``name`` have runs to stop?  Saves a query on every ask."""
+        with self._lock:
+            return name in self._cancelling or name in self._orphan_cancels
+
+    def cancelled_none(self, name):
+        with self._lock:
+            self._cancelling.discard(name)
+
+    def wake_full(self, name):
+        """Wake ``name``'s requests made while it was full: it may have room now."""
+        with self._lock:
+            chosen = [w for w in self._waiters.get(name, ()) if not w.capacity]
+        for waiter in chosen:
+            waiter.event.set()
+
+    def cancel_deleted(self, agents_runs):
+        """Runs of a deleted task: their agents still have to be told to stop them."""
+        with self._lock:
+            for agent, run_id in agents_runs:
+                self._orphan_cancels.setdefault(agent, set()).add(run_id)
+        self.wake({agent for agent, _ in agents_runs})
+
+    def take_cancels(self, name):
+        with self._lock:
+            return sorted(self._orphan_cancels.pop(name, ()))
 
     def close(self):
         """Release every held request, so the server can stop at once."""

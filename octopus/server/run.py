@@ -46,6 +46,7 @@ class Server:
         self.registry = Registry(plugins_dir)
         self.registry.plugins()
         self.dispatcher = Dispatcher(config.MAX_WAITERS)
+        self.dispatcher.cancel(self.store.agents_with_open_runs_names())  # asked before a restart
         self.scheduler = Scheduler(config, self.store, self.dispatcher)
         app = create_app(config, self.store, self.registry, self.dispatcher,
                          self.admin_token, self.agent_token, str(resources.static_dir()))

@@ -93,10 +93,34 @@ class TaskResource:
         resp.media = task
 
     def on_delete(self, req, resp, task_id):
+        running = self._store.running_runs(task_id)
         if not self._store.delete_task(task_id):
             raise not_found("no task %s" % task_id[:64])
-        log.info("Task %s deleted", task_id)
+        if running:  # deleted while running: its agents must still stop the runs
+            self._dispatcher.cancel_deleted(running)
+        log.info("Task %s deleted%s", task_id, " (its runs are being stopped)" if running else "")
         resp.status = falcon.HTTP_204
+
+
+class CancelResource:
+    """``POST /tasks/{id}/cancel``: stop a task's runs, within about a second."""
+
+    def __init__(self, store, dispatcher):
+        self._store = store
+        self._dispatcher = dispatcher
+
+    def on_post(self, req, resp, task_id):
+        try:
+            task, agents = self._store.cancel_task(task_id)
+        except ConflictError as e:
+            raise conflict(str(e))
+        if task is None:
+            raise not_found("no task %s" % task_id[:64])
+        self._dispatcher.cancel(agents)
+        self._dispatcher.tasks_finished([task_id] if task["status"] in TaskStatus.FINAL else [])
+        log.info("Task %s cancelled%s", task_id,
+                 " (stopping runs on %s)" % ", ".join(sorted(agents)) if agents else "")
+        resp.media = task
 
 
 class ExecutionsResource:

@@ -10,7 +10,7 @@ handed to two agents however many ask at once.
 """
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus
 from octopus.store.db import dumps, loads
-from octopus.store.tasks import MAX_PAGE
+from octopus.store.tasks import MAX_PAGE, ConflictError
 from octopus.timeutil import iso
 
 EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, result, updated_at, created_at, "
@@ -241,20 +241,23 @@ class RunQueries:
             return False
         if task[0]["owner"] != TaskOwnership.ALL:
             status = (TaskStatus.FAILED if res["status"] in (RunStatus.LOST, RunStatus.TIMEOUT)
-                      else res["status"])
+                      else res["status"])  # success, failed, cancelled: the same word
             conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
                          "WHERE id = ?", (status, dumps(res.get("result")), agent, ts, task_id))
             return True
         if self._open_runs(conn, task_id):
             conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
             return False
+        summary = self._summary(conn, task_id)
+        status = TaskStatus.CANCELLED if summary.get("cancelled") else TaskStatus.DONE
         conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE id = ?",
-                     (TaskStatus.DONE, dumps(self._summary(conn, task_id)), ts, task_id))
+                     (status, dumps(summary), ts, task_id))
         return True
 
     def _summary(self, conn, task_id):
         """The result of an ALL task: counts and each agent's outcome."""
-        summary = {"total": 0, "success": 0, "failed": 0, "timeout": 0, "lost": 0, "agents": {}}
+        summary = {"total": 0, "success": 0, "failed": 0, "timeout": 0, "cancelled": 0, "lost": 0,
+                   "agents": {}}
         for row in conn.execute("SELECT client, status, result FROM executions "
                                 "WHERE task_id = ? ORDER BY id", (task_id,)):
             summary["total"] += 1
@@ -305,6 +308,49 @@ class RunQueries:
             return False
         conn.execute("DELETE FROM executions WHERE id = ?", (run["id"],))
         return True
+
+    def cancel_task(self, task_id):
+        """Stop a task: runs not started are cancelled here, running ones are
+        flagged for their agents.  Returns ``(task, agents)`` - the task (None
+        if there is none) and the agents to tell - or raises ConflictError
+        when the task has already ended.
+        """
+        ts = iso(self._clock())
+        agents = set()
+        with self._db.write() as conn:
+            task = self._get_task(conn, task_id)
+            if task is None:
+                return None, agents
+            if task["status"] in TaskStatus.FINAL:
+                raise ConflictError("task %s has already ended (%s)" % (task_id, task["status"]))
+            note = {"error": {"type": "Cancelled", "traceback": "",
+                              "message": "cancelled by an operator"}}
+            for run in conn.execute("SELECT id, client, status FROM executions WHERE task_id = ? "
+                                    "AND status IN ('assigned', 'running')", (task_id,)).fetchall():
+                if run["status"] == RunStatus.RUNNING:
+                    conn.execute("UPDATE executions SET cancel_requested = ? WHERE id = ?",
+                                 (ts, run["id"]))
+                    agents.add(run["client"])
+                    continue
+                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
+                             "updated_at = ? WHERE id = ?",
+                             (RunStatus.CANCELLED, dumps(note), ts, ts, run["id"]))
+                self._settle_task(conn, task_id, run["client"], {
+                    "status": RunStatus.CANCELLED, "result": note}, ts)
+            if not agents and task["status"] == TaskStatus.CREATED:
+                conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? "
+                             "WHERE id = ?", (TaskStatus.CANCELLED, dumps(note), ts, task_id))
+            return self._get_task(conn, task_id), agents
+
+    def cancels_for(self, agent):
+        """Runs of ``agent`` an operator asked to stop."""
+        with self._db.read() as conn:
+            return [r["id"] for r in conn.execute(
+                "SELECT id FROM executions WHERE client = ? AND status = 'running' "
+                "AND cancel_requested IS NOT NULL", (agent,))]
+
+    def agents_with_open_runs_names(self):
+        return [a["name"] for a in self.agents_with_open_runs()]
 
     def agents_with_open_runs(self):
         """Names of agents that hold runs not yet reported, with their last heartbeat."""

@@ -96,6 +96,13 @@ class TaskQueries:
             conn.execute("UPDATE tasks SET %s WHERE id = :id" % sets, dict(changes, id=task_id))
             return self._get_task(conn, task_id)
 
+    def running_runs(self, task_id):
+        """``(agent, run id)`` of the task's runs that agents are running now."""
+        with self._db.read() as conn:
+            return [(r["client"], r["id"]) for r in conn.execute(
+                "SELECT client, id FROM executions WHERE task_id = ? AND status = 'running'",
+                (task_id,))]
+
     def delete_task(self, task_id):
         """Delete a task and its executions; False if there was no such task."""
         with self._db.write() as conn:
