@@ -357,3 +357,26 @@ def test_deleting_a_running_task_stops_its_run(cluster, tmp_path):
     wait_for(lambda: _gone(pid), 5, what="child gone")
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"}, timeout=10)["status"] \
         == "success"
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_cancel_for_a_run_the_agent_no_longer_has_does_not_spin(cluster, tmp_path):
+    cluster.start_server()
+    first = cluster.start_agent("again", env={"OCTOPUS_CONCURRENCY": "1"})
+    api = cluster.api()
+    pidfile = tmp_path / "child.pid"
+    _, task = api.call("POST", "/tasks", _shell_with_child(pidfile))
+    wait_for(pidfile.exists, 10, what="run started")
+    first.kill9()
+    cluster.start_agent("again", env={"OCTOPUS_CONCURRENCY": "1"})
+    assert api.call("POST", "/tasks/%s/cancel" % task["id"])[0] == 200
+    before = _cpu_seconds(cluster.server.pid)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # a fixed window: what is measured is CPU spent in it
+        time.sleep(0.1)
+    assert _cpu_seconds(cluster.server.pid) - before < 0.5

@@ -25,6 +25,7 @@ REPORT_BATCH = 200
 REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
 KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
+MAX_STOPPING = 10000    # run ids remembered as being stopped
 BACKOFF_CAP = 30.0
 
 
@@ -59,7 +60,8 @@ class Agent:
         self._running = {}    # run id -> task id
         self._deadlines = {}  # run id -> (monotonic deadline, timeout) of runs that have one
         self._timed_out = set()
-        self._cancelled = set()
+        self._cancelled = set()    # runs we stopped on a cancel: reported as cancelled
+        self._stopping = {}        # run ids the server asked us to stop, until settled
         self._pending = []    # finished results not yet acknowledged
         self._reporting = threading.Lock()  # one report in flight at a time
         self._direct = self._client(timeout=5.0)
@@ -89,7 +91,7 @@ class Agent:
         # server says "stop this run".
         with self._cond:
             free = max(0, self.config.CONCURRENCY - len(self._running))
-            stopping = sorted(self._cancelled)
+            stopping = sorted(self._stopping)
         reply = client.request("POST", "/agent/work", {
             "client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
             "stopping_runs": stopping}, timeout=wait + 15)
@@ -101,6 +103,11 @@ class Agent:
 
     def _cancel(self, run_id):
         with self._cond:
+            # Listed as stopping until settled, held here or not, so the server
+            # does not ask again (it answers at once while there is a cancel).
+            self._stopping[run_id] = None
+            while len(self._stopping) > MAX_STOPPING:
+                del self._stopping[next(iter(self._stopping))]
             if run_id not in self._running or run_id in self._cancelled:
                 return
             self._cancelled.add(run_id)
@@ -154,6 +161,8 @@ class Agent:
     def _settled(self, ids):
         with self._cond:
             self._pending = [r for r in self._pending if r["id"] not in ids]
+            for run_id in ids:
+                self._stopping.pop(run_id, None)
 
     # -- runs ---------------------------------------------------------------
 
@@ -185,13 +194,16 @@ class Agent:
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
         with self._cond:
             _, timeout = self._deadlines.pop(msg["id"], (None, None))
-            if msg["id"] in self._cancelled:
-                self._cancelled.discard(msg["id"])
+            stopped = msg["status"] != "success"  # a run that got to succeed keeps its result
+            cancelled = msg["id"] in self._cancelled
+            timed_out = msg["id"] in self._timed_out
+            self._cancelled.discard(msg["id"])
+            self._timed_out.discard(msg["id"])
+            if cancelled and stopped:
                 result["status"] = "cancelled"
                 result["result"] = {"error": {"type": "Cancelled", "traceback": "",
                                               "message": "cancelled by an operator"}}
-            elif msg["id"] in self._timed_out:
-                self._timed_out.discard(msg["id"])
+            elif timed_out and stopped:
                 result["status"] = "timeout"
                 result["result"] = {"error": {"type": "Timeout", "traceback": "", "message":
                                               "the run took longer than its timeout of %gs "

@@ -145,9 +145,11 @@ class WorkResource:
         """Runs to stop that the agent is not stopping already."""
         if not self._dispatcher.may_cancel(name):
             return []
+        # Cleared before the look, so a cancel committed after it sets it again.
+        self._dispatcher.cancelled_none(name)
         in_store = self._store.cancels_for(name)
-        if not in_store:
-            self._dispatcher.cancelled_none(name)
+        if in_store:
+            self._dispatcher.cancel([name], wake=False)
         wanted = set(in_store) | set(self._dispatcher.take_cancels(name))
         return sorted(wanted - stopping)
 

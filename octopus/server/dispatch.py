@@ -115,11 +115,12 @@ class Dispatcher:
         self.wake([n for n in self.waiting_names() if n not in woken][:len(task_ids)])
         return woken
 
-    def cancel(self, agents):
+    def cancel(self, agents, wake=True):
         """Runs on ``agents`` were asked to stop: tell them at once."""
         with self._lock:
             self._cancelling.update(agents)
-        self.wake(agents)
+        if wake:
+            self.wake(agents)
 
     def may_cancel(self, name):
         """Might ``name`` have runs to stop?  Saves a query on every ask."""

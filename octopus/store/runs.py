@@ -282,7 +282,7 @@ class RunQueries:
                            % agent}}
         with self._db.write() as conn:
             for run in conn.execute(
-                    "SELECT id, task_id, status, started_at FROM executions "
+                    "SELECT id, task_id, status, started_at, cancel_requested FROM executions "
                     "WHERE client = ? AND status IN (?, ?)", (agent,) + RunStatus.OPEN).fetchall():
                 if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
                                          or run["started_at"] >= started_before):
@@ -290,10 +290,12 @@ class RunQueries:
                 if run["status"] == RunStatus.ASSIGNED and self._requeue(conn, run, ts):
                     requeued.append(run["task_id"])
                     continue
-                res = {"id": run["id"], "status": RunStatus.LOST, "result": error}
+                # Lost while an operator was cancelling it: that is what it was.
+                status = RunStatus.CANCELLED if run["cancel_requested"] else RunStatus.LOST
+                res = {"id": run["id"], "status": status, "result": error}
                 conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
                              "updated_at = ? WHERE id = ?",
-                             (RunStatus.LOST, dumps(error), ts, ts, run["id"]))
+                             (status, dumps(error), ts, ts, run["id"]))
                 if self._settle_task(conn, run["task_id"], agent, res, ts):
                     finished.append(run["task_id"])
         return finished, requeued
