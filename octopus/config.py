@@ -101,7 +101,6 @@ class Setting:
     default: Any
     parse: Callable
     help: str
-    secret: bool = False
 
 
 _LOG_LEVEL = _choice("DEBUG", "INFO", "WARNING", "ERROR")
@@ -128,8 +127,8 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is handed out (the guide's 2 s polling pause is not needed: dispatch is immediate)."),
     Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes (reserved: retention cleanup is not active yet)."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
-    Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token.", secret=True),
-    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token.", secret=True),
+    Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token."),
+    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token."),
     Setting("PLUGINS_DIR", "", _text, "Folder of plugin modules; empty means the plugins bundled with Octopus."),
     Setting("RUN_TIMEOUT", 0, _float(0), "Seconds a run may take when its task sets no timeout; 0: no limit."),
     Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),
@@ -140,7 +139,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
 AGENT_SETTINGS = COMMON_SETTINGS + [
     Setting("SERVER_URL", "http://localhost:8000", _url, "Where the agent finds its server."),
     Setting("CLIENT_ID", "", _name, "This agent's name; empty means the host name."),
-    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means read from DATA_DIR/agent.token.", secret=True),
+    Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means read from DATA_DIR/agent.token."),
     Setting("HEARTBEAT_INTERVAL", 10, _int(1), "Seconds between heartbeats."),
     Setting("TASK_CHECK_INTERVAL", 5, _int(1), "Seconds between asks for work when the server cannot hold a long-poll."),
     Setting("MAX_RETRY_ATTEMPTS", 3, _int(0, 100), "Retries of a failed report before the agent waits and starts over."),

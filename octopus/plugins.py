@@ -73,8 +73,12 @@ class Registry:
             entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
         except OSError:
             return ()
-        return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                     for e in entries if e.name.endswith(".py"))
+        stamps = []
+        for entry in entries:
+            if entry.name.endswith(".py"):
+                st = entry.stat()
+                stamps.append((entry.name, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
 
     def plugins(self):
         """Current plugins by name, reloading the folder if it changed."""

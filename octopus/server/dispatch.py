@@ -103,17 +103,14 @@ class Dispatcher:
         for waiter in chosen:
             waiter.event.set()
 
-    def hand_out(self, store, task_ids):
-        """Hand out tasks to the agents asking now and wake those given work.
+    def wake_late_askers(self, count, woken=()):
+        """Wake up to ``count`` asking agents not in ``woken``.
 
-        The list of askers is read before the store's transaction, so an agent
-        that began to ask meanwhile is missed: wake that many fresh askers too,
-        and they take what is left (an agent registers before it looks).
+        A hand-out reads the askers before its transaction, so an agent that
+        began to ask meanwhile is missed; woken now, it takes what is left
+        (an agent registers before it looks).
         """
-        woken = store.hand_out(task_ids, self.waiting_names())
-        self.wake(woken)
-        self.wake([n for n in self.waiting_names() if n not in woken][:len(task_ids)])
-        return woken
+        self.wake([n for n in self.waiting_names() if n not in woken][:count])
 
     def cancel(self, agents, wake=True):
         """Runs on ``agents`` were asked to stop: tell them at once."""
@@ -184,3 +181,11 @@ class Dispatcher:
             events = [e for t in task_ids for e in self._task_waits.get(t, ())]
         for event in events:
             event.set()
+
+
+def hand_out(store, dispatcher, task_ids):
+    """Hand out due tasks to the agents asking now and wake them."""
+    woken = store.hand_out(task_ids, dispatcher.waiting_names())
+    dispatcher.wake(woken)
+    dispatcher.wake_late_askers(len(task_ids), woken)
+    return woken

@@ -46,7 +46,8 @@ class Server:
         self.registry = Registry(plugins_dir)
         self.registry.plugins()
         self.dispatcher = Dispatcher(config.MAX_WAITERS)
-        self.dispatcher.cancel(self.store.agents_with_open_runs_names())  # asked before a restart
+        # Cancels asked for before a restart are found in the store on next asks.
+        self.dispatcher.cancel([a["name"] for a in self.store.agents_with_open_runs()])
         self.scheduler = Scheduler(config, self.store, self.dispatcher)
         app = create_app(config, self.store, self.registry, self.dispatcher,
                          self.admin_token, self.agent_token, str(resources.static_dir()))

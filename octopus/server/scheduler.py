@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from octopus.server.dispatch import hand_out
 from octopus.timeutil import iso
 
 log = logging.getLogger("octopus.scheduler")
@@ -36,7 +37,7 @@ class Scheduler:
                                             until)
         self._released_at = now
         if due:
-            self._dispatcher.hand_out(self._store, due)
+            hand_out(self._store, self._dispatcher, due)
         return len(due)
 
     def sweep_agents(self, now):
@@ -56,7 +57,7 @@ class Scheduler:
                 log.warning("Agent %s is offline: its runs are recorded as lost", agent["name"])
                 self._dispatcher.tasks_finished(finished)
                 if requeued:
-                    self._dispatcher.hand_out(self._store, requeued)
+                    hand_out(self._store, self._dispatcher, requeued)
         return online
 
     def step(self, now):

@@ -5,6 +5,7 @@ import falcon
 
 from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
+from octopus.server.dispatch import hand_out
 from octopus.server.errors import conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, ConflictError
 
@@ -28,8 +29,7 @@ class TasksResource:
                  task["owner"])
         self._dispatcher.wake(agents)
         if task["status"] == TaskStatus.CREATED and task["owner"] == TaskOwnership.ANYONE:
-            # No one was asking when we looked; someone may have begun since.
-            self._dispatcher.wake(self._dispatcher.waiting_names()[:1])
+            self._dispatcher.wake_late_askers(1)
         resp.status = falcon.HTTP_201
         resp.location = "/tasks/" + task["id"]
         resp.media = task
@@ -88,7 +88,7 @@ class TaskResource:
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
         if task["status"] == TaskStatus.CREATED:
             # It may now be for other agents, or for ALL: hand it out again.
-            self._dispatcher.hand_out(self._store, [task_id])
+            hand_out(self._store, self._dispatcher, [task_id])
             task = self._store.get_task(task_id) or task
         resp.media = task
 

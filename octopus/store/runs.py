@@ -351,9 +351,6 @@ class RunQueries:
                 "SELECT id FROM executions WHERE client = ? AND status = 'running' "
                 "AND cancel_requested IS NOT NULL", (agent,))]
 
-    def agents_with_open_runs_names(self):
-        return [a["name"] for a in self.agents_with_open_runs()]
-
     def agents_with_open_runs(self):
         """Names of agents that hold runs not yet reported, with their last heartbeat."""
         with self._db.read() as conn:
