@@ -10,7 +10,7 @@
 #   .build/site-packages/  what goes into the zipapp, rebuilt every time
 #
 # How one file covers every Python and both architectures: the project,
-# falcon (its pure-Python wheel) and waitress are pure Python; apsw is the only
+# falcon (its pure-Python wheel), waitress, cronsim and tzdata are pure Python; apsw is the only
 # compiled dependency, and its wheels for cp39..cp313 x {x86_64, aarch64} are
 # all unpacked into the same apsw/ folder.  Their extension modules carry the
 # interpreter and platform in their names (__init__.cpython-312-aarch64-linux-gnu.so),
@@ -28,6 +28,8 @@ SETUPTOOLS_VERSION=80.9.0      # builds the project (no build isolation: offline
 FALCON_VERSION=4.4.0
 WAITRESS_VERSION=3.0.2
 APSW_VERSION=3.51.0.0          # newest apsw with cp39 wheels
+CRONSIM_VERSION=2.6            # newest cronsim that runs on Python 3.9
+TZDATA_VERSION=2025.2
 PY_MINORS="9 10 11 12 13"
 ARCHES="x86_64 aarch64"
 APSW_PLATFORM_PREFIX=manylinux_2_28   # glibc >= 2.28 (Debian 10+, Ubuntu 18.10+, RHEL 8+)
@@ -88,6 +90,8 @@ fetch() {
 PURE=(--platform any --python-version 3.9 --implementation py --abi none)
 fetch "falcon-$FALCON_VERSION-py3-none-any.whl" "${PURE[@]}" "falcon==$FALCON_VERSION"
 fetch "waitress-$WAITRESS_VERSION-py3-none-any.whl" "${PURE[@]}" "waitress==$WAITRESS_VERSION"
+fetch "cronsim-$CRONSIM_VERSION-py3-none-any.whl" "${PURE[@]}" "cronsim==$CRONSIM_VERSION"
+fetch "tzdata-$TZDATA_VERSION-py2.py3-none-any.whl" "${PURE[@]}" "tzdata==$TZDATA_VERSION"
 for x in $PY_MINORS; do
     for arch in $ARCHES; do
         fetch "apsw-$APSW_VERSION-cp3$x-cp3$x-*$arch*.whl" \
@@ -124,6 +128,7 @@ log "installing the project into ${SITE#"$ROOT"/}"
 # other interpreters and platforms.  The apsw wheels overlap only in
 # apsw-*.dist-info/{RECORD,WHEEL}, which is harmless.
 for whl in "$WHEELS"/falcon-"$FALCON_VERSION"-*.whl "$WHEELS"/waitress-"$WAITRESS_VERSION"-*.whl \
+           "$WHEELS"/cronsim-"$CRONSIM_VERSION"-*.whl "$WHEELS"/tzdata-"$TZDATA_VERSION"-*.whl \
            "$WHEELS"/apsw-"$APSW_VERSION"-*.whl; do
     "$VPY" -m zipfile -e "$whl" "$SITE"
 done

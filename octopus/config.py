@@ -95,6 +95,22 @@ def _name(text):
 _name.accepts = "1-128 printable characters without spaces or slashes, not ALL or Anyone"
 
 
+def _cron(text):
+    from octopus.schedule import ScheduleError, check_cron
+
+    value = " ".join(str(text).split())
+    if value == "":
+        return value  # never
+    try:
+        check_cron(value)
+    except ScheduleError:
+        raise ValueError
+    return value
+
+
+_cron.accepts = "a 5-field cron expression (UTC), or empty for never"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -125,7 +141,12 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("CLIENT_TIMEOUT", 30, _int(1), "Seconds without a heartbeat before an agent counts as offline."),
     Setting("HEARTBEAT_CLEANUP_INTERVAL", 60, _int(1), "Seconds between sweeps for agents that went silent."),
     Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is handed out (the guide's 2 s polling pause is not needed: dispatch is immediate)."),
-    Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between maintenance passes (reserved: retention cleanup is not active yet)."),
+    Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between retention passes (old tasks and executions deleted, WAL checkpointed)."),
+    Setting("RETENTION_DAYS", 30, _float(0), "Days a finished task and its executions are kept; 0 keeps them for ever."),
+    Setting("VACUUM_SCHEDULE", "0 3 * * 0", _cron, "When to VACUUM the database (cron, UTC); empty: never."),
+    Setting("REINDEX_SCHEDULE", "0 3 1 * *", _cron, "When to REINDEX the database (cron, UTC); empty: never."),
+    Setting("OPTIMIZE_SCHEDULE", "30 3 * * *", _cron, "When to run PRAGMA optimize (cron, UTC); empty: never."),
+    Setting("RETRY_MAX_DELAY", 3600, _float(0), "Longest wait before a retry, whatever a task's retry_delay and retry_backoff."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token."),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token."),
@@ -145,6 +166,7 @@ AGENT_SETTINGS = COMMON_SETTINGS + [
     Setting("MAX_RETRY_ATTEMPTS", 3, _int(0, 100), "Retries of a failed report before the agent waits and starts over."),
     Setting("RETRY_DELAY", 2, _float(0), "Seconds between report retries."),
     Setting("CONCURRENCY", _CPUS, _int(1, 1024), "Runs this agent executes at once (default: CPU count)."),
+    Setting("MAX_OUTPUT", 1024 * 1024, _int(1024, 64 * 1024 * 1024), "Bytes of a run's stdout and stderr kept; the rest is cut and marked."),
     Setting("RUNS_PER_WORKER", 100, _int(1, 1000000),
             "Runs a worker process does before it is replaced; 1 gives every run a fresh process."),
     Setting("LOG_FILE", "logs/client.log", _text, "Agent log, relative to DATA_DIR unless absolute; empty logs to stderr only."),

@@ -1,0 +1,77 @@
+"""When recurring work is due: Interval tasks (every N seconds from an anchor)
+and cron expressions (Scheduled tasks and maintenance), in epoch seconds.
+
+Cron is parsed by cronsim, which follows Debian cron across daylight-saving
+changes: a time that does not exist that day runs at the first minute after
+the gap, and a time that happens twice runs once.  Time zones come from the
+host's database, or from the bundled ``tzdata`` package where it has none.
+"""
+from datetime import datetime, timezone
+
+try:
+    import zoneinfo
+except ImportError:  # pragma: no cover - Python 3.9+ always has it
+    zoneinfo = None
+
+MAX_INTERVAL = 10 ** 8  # seconds (about three years)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def zone(name):
+    """The IANA time zone ``name`` (None or "UTC": UTC), or ScheduleError."""
+    if name in (None, "", "UTC"):
+        return timezone.utc
+    if (not isinstance(name, str) or len(name) > 64 or name.startswith("/") or ".." in name
+            or not name.isprintable()):
+        raise ScheduleError("not a time zone name")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError("unknown time zone %s" % name)
+
+
+def check_cron(expr, tz=None):
+    """Raise ScheduleError unless ``expr`` is a 5-field cron that ever fires."""
+    if not isinstance(expr, str) or len(expr) > 256:
+        raise ScheduleError("cron must be text of 5 fields")
+    next_cron(expr, 0.0, tz)
+
+
+def next_cron(expr, after, tz=None):
+    """The first time ``expr`` fires strictly after epoch ``after``."""
+    from cronsim import CronSim, CronSimError
+
+    tzinfo = tz if tz is not None else timezone.utc
+    try:
+        it = CronSim(expr, datetime.fromtimestamp(after, tzinfo))
+        return next(it).timestamp()
+    except StopIteration:
+        raise ScheduleError("cron %r never fires" % expr)
+    except (CronSimError, ValueError, OverflowError) as e:
+        raise ScheduleError("cron %r: %s" % (expr, e))
+
+
+def next_interval(seconds, anchor, after):
+    """The first of ``anchor + k * seconds`` (k >= 0) strictly after ``after``."""
+    if after < anchor:
+        return anchor
+    return anchor + (int((after - anchor) // seconds) + 1) * seconds
+
+
+def next_fire(kind, interval, tz, anchor, after):
+    """Next fire time after ``after`` of a recurring task, by its type."""
+    if kind == "Interval":
+        return next_interval(int(interval), anchor, after)
+    return next_cron(interval, after, tz)
+
+
+def upcoming(expr, after, count, tz=None):
+    """The next ``count`` fire times of a cron, for previews."""
+    times = []
+    for _ in range(count):
+        after = next_cron(expr, after, tz)
+        times.append(after)
+    return times
