@@ -14,6 +14,7 @@ class TaskStatus:
 
 
 class RunStatus:
+    QUEUED = "queued"      # waiting for its time, its agent, or the run before it
     ASSIGNED = "assigned"  # waiting for its agent to pick it up
     RUNNING = "running"
     SUCCESS = "success"
@@ -21,10 +22,12 @@ class RunStatus:
     LOST = "lost"          # its agent went away (or no longer had it) before reporting
     TIMEOUT = "timeout"    # stopped by its agent for taking longer than its timeout
     CANCELLED = "cancelled"  # stopped (or never started) because an operator cancelled it
+    SKIPPED = "skipped"    # a recurring slot not run: the previous run was still going
 
-    OPEN = (ASSIGNED, RUNNING)
+    OPEN = (ASSIGNED, RUNNING)  # on an agent
+    PENDING = (QUEUED, ASSIGNED, RUNNING)  # not finished
     REPORTED = (SUCCESS, FAILED, TIMEOUT, CANCELLED)  # what an agent may report
-    FINAL = (SUCCESS, FAILED, TIMEOUT, CANCELLED, LOST)
+    FINAL = (SUCCESS, FAILED, TIMEOUT, CANCELLED, LOST, SKIPPED)
 
 
 class TaskOwnership:
@@ -39,3 +42,14 @@ class TaskType:
     INTERVAL = "Interval"
 
     ALL = (ADHOC, SCHEDULED, INTERVAL)
+    RECURRING = (SCHEDULED, INTERVAL)
+
+
+class Overlap:
+    SKIP, QUEUE, PARALLEL = "skip", "queue", "parallel"
+    ALL = (SKIP, QUEUE, PARALLEL)
+
+
+class CatchUp:
+    ONCE, ALL_SLOTS, NONE = "once", "all", "none"
+    ALL = (ONCE, ALL_SLOTS, NONE)

@@ -35,8 +35,8 @@ def zone(name):
 
 def check_cron(expr, tz=None):
     """Raise ScheduleError unless ``expr`` is a 5-field cron that ever fires."""
-    if not isinstance(expr, str) or len(expr) > 256:
-        raise ScheduleError("cron must be text of 5 fields")
+    if not isinstance(expr, str) or len(expr) > 256 or len(expr.split()) != 5:
+        raise ScheduleError("cron must be 5 fields: minute hour day-of-month month day-of-week")
     next_cron(expr, 0.0, tz)
 
 

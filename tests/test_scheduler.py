@@ -34,21 +34,22 @@ def test_a_task_with_a_start_time_is_handed_out_when_due(store, clock):
 def test_an_offline_agents_runs_are_lost_at_the_sweep(store, clock):
     scheduler, dispatcher = make(store, clock, CLIENT_TIMEOUT=30)
     store.heartbeat("a", {"concurrency": 1})
-    task, _ = store.create_task(ECHO)
+    task, _ = store.create_task(dict(ECHO, owner="ALL"))
     store.claim_runs("a", 1)
     watch = dispatcher.watch_task(task["id"])
     scheduler.sweep_agents(clock())
     assert store.get_task(task["id"])["status"] == "Active"
     clock.advance(31)
     scheduler.sweep_agents(clock())
-    assert store.get_task(task["id"])["status"] == "failed"
+    done = store.get_task(task["id"])
+    assert done["status"] == "Done" and done["result"]["lost"] == 1
     assert watch.is_set()
 
 
 def test_step_sweeps_at_its_interval(store, clock):
     scheduler, _ = make(store, clock, CLIENT_TIMEOUT=30, HEARTBEAT_CLEANUP_INTERVAL=60)
     store.heartbeat("a", {"concurrency": 1})
-    task, _ = store.create_task(ECHO)
+    task, _ = store.create_task(dict(ECHO, owner="ALL"))
     store.claim_runs("a", 1)
     scheduler.step(clock())
     clock.advance(31)
@@ -56,4 +57,4 @@ def test_step_sweeps_at_its_interval(store, clock):
     assert store.get_task(task["id"])["status"] == "Active"
     clock.advance(30)
     scheduler.step(clock())
-    assert store.get_task(task["id"])["status"] == "failed"
+    assert store.get_task(task["id"])["status"] == "Done"

@@ -126,9 +126,9 @@ def test_result_settles_the_task_once(store):
     run = store.claim_runs("a", 1)[0]
     result = {"id": run["id"], "status": "success", "result": {"ok": 1}, "output": "hi\n",
               "duration": 0.5}
-    assert store.finish_runs("a", [result]) == ([run["id"]], [], [created["id"]])
+    assert store.finish_runs("a", [result]) == ([run["id"]], [], [created["id"]], [])
     again = store.finish_runs("a", [dict(result, status="failed", result="other")])
-    assert again == ([run["id"]], [], [])
+    assert again == ([run["id"]], [], [], [])
     done = store.get_task(created["id"], with_executions=True)
     assert done["status"] == "success" and done["result"] == {"ok": 1}
     assert len(done["executions"]) == 1
@@ -138,9 +138,12 @@ def test_result_settles_the_task_once(store):
 def test_result_from_another_agent_or_unknown_run_is_refused(store):
     created, _ = store.create_task(task())
     run = store.claim_runs("a", 1)[0]
-    acked, rejected, _ = store.finish_runs("b", [{"id": run["id"], "status": "success"}])
-    assert acked == [] and rejected == [(run["id"], "run belongs to another agent")]
-    acked, rejected, _ = store.finish_runs("a", [{"id": 999, "status": "success"}])
+    acked, rejected, _, _ = store.finish_runs("b", [{"id": run["id"], "status": "success"}])
+    assert acked == [] and rejected == [(run["id"], "fenced: the run belongs to another agent")]
+    acked, rejected, _, _ = store.finish_runs("a", [{"id": run["id"], "status": "success",
+                                                     "lease": "not-its-lease"}])
+    assert acked == [] and rejected[0][1].startswith("fenced: the run was handed out again")
+    acked, rejected, _, _ = store.finish_runs("a", [{"id": 999, "status": "success"}])
     assert rejected == [(999, "unknown run")]
     assert store.get_task(created["id"])["status"] == "Active"
 
@@ -164,7 +167,7 @@ def test_all_task_fans_out_to_online_agents_and_sums_up(store, clock):
     assert done["status"] == "Done"
     assert done["result"]["total"] == 2 and done["result"]["success"] == 1
     assert done["result"]["failed"] == 1
-    assert done["result"]["agents"]["b"] == {"status": "failed", "result": "boom"}
+    assert done["result"]["agents"]["b"] == {"status": "failed", "result": "boom", "attempts": 1}
 
 
 def test_all_task_without_agents_waits_for_one(store):
@@ -213,19 +216,23 @@ def test_runs_of_a_vanished_agent_are_lost_and_settle_their_tasks(store, clock):
     runs = store.claim_runs("a", 4)
     [b_run] = store.claim_runs("b", 4)
     assert len(runs) == 2
-    assert store.lose_runs("a") == ([mine["id"]], [])
+    # a Specific run lost with its agent is tried again, waiting for that agent
+    assert store.lose_runs("a") == ([], [mine["id"]])
     lost = store.get_task(mine["id"], True)
-    assert lost["status"] == "failed" and lost["result"]["error"]["type"] == "AgentLost"
-    assert lost["executions"][0]["status"] == "lost"
+    assert lost["status"] == "Active" and lost["result"]["error"]["type"] == "AgentLost"
+    assert [(e["status"], e["attempt"], e["client"]) for e in lost["executions"]] == [
+        ("lost", 1, "a"), ("queued", 2, "a")]
     store.finish_runs("b", [{"id": b_run["id"], "status": "success", "result": 1}])
     summary = store.get_task(everyone["id"])["result"]
     assert summary["lost"] == 1 and summary["success"] == 1
-    # the agent was only cut off: its late report of the lost run stands
+    # the agent was only cut off: its late report of the lost run stands, and
+    # the retry that had not started yet is withdrawn
     mine_run = [r for r in runs if r["task_id"] == mine["id"]][0]
-    assert store.finish_runs("a", [{"id": mine_run["id"], "status": "success", "result": 7}])[0] \
-        == [mine_run["id"]]
-    assert store.get_task(mine["id"])["status"] == "success"
-    assert store.get_task(mine["id"])["result"] == 7
+    assert store.finish_runs("a", [{"id": mine_run["id"], "status": "success", "result": 7,
+                                    "lease": mine_run["lease"]}])[0] == [mine_run["id"]]
+    done = store.get_task(mine["id"], True)
+    assert done["status"] == "success" and done["result"] == 7
+    assert [e["status"] for e in done["executions"]] == ["success"]
 
 
 def test_an_anyone_run_never_picked_up_goes_back_to_be_handed_out_again(store):
@@ -234,7 +241,12 @@ def test_an_anyone_run_never_picked_up_goes_back_to_be_handed_out_again(store):
     assert woken == ["a"]
     assert store.lose_runs("a") == ([], [created["id"]])
     back = store.get_task(created["id"], True)
-    assert back["status"] == "Created" and back["executor"] is None and back["executions"] == []
+    assert back["executor"] is None
+    assert [(e["status"], e["client"], e["attempt"]) for e in back["executions"]] == [
+        ("queued", None, 1)]  # not a new attempt: it never started
+    store.heartbeat("b", {"concurrency": 1})
+    [run] = store.claim_runs("b", 1)
+    assert run["task_id"] == created["id"] and run["attempt"] == 1
 
 
 def test_reconciling_loses_only_old_running_runs_the_agent_does_not_have(store, clock):
@@ -247,7 +259,7 @@ def test_reconciling_loses_only_old_running_runs_the_agent_does_not_have(store, 
     clock.advance(120)
     kept = claimed[0]["id"]
     assert store.lose_runs("a", keep={kept}, started_before=iso(clock() - 60)) == (
-        [claimed[1]["task_id"]], [])
+        [], [claimed[1]["task_id"]])  # lost, and waiting for its agent for another try
     assert store.get_task(claimed[0]["task_id"])["status"] == "Active"
     assert store.get_task(assigned["id"])["status"] == "Active"  # assigned runs are not lost
     assert store.get_task(ids[2])["status"] == "Created"
@@ -262,17 +274,16 @@ def test_asking_agents_are_not_given_more_than_their_free_slots(store):
 
 
 def test_a_late_report_of_a_lost_run_does_not_undo_a_newer_run(store):
-    store.heartbeat("a", {"concurrency": 1})
-    created, _ = store.create_task(task(owner="a"))
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 1})
+    created, _ = store.create_task(task())
     [old] = store.claim_runs("a", 1)
-    store.lose_runs("a")
-    store.update_task(created["id"], {"owner": "b"})
-    # there is no "run again" route yet: put the task back as one would
-    with store._db.write() as conn:
-        conn.execute("UPDATE tasks SET status = 'Created', executor = NULL WHERE id = ?",
-                     (created["id"],))
-    [new] = store.claim_runs("b", 1)
-    store.finish_runs("a", [{"id": old["id"], "status": "success", "result": "stale"}])
+    assert store.lose_runs("a") == ([], [created["id"]])
+    [new] = store.claim_runs("b", 1)  # the retry, on another agent
+    assert new["attempt"] == 2 and new["lease"] != old["lease"]
+    acked, rejected, _, _ = store.finish_runs(
+        "a", [{"id": old["id"], "status": "success", "result": "stale", "lease": old["lease"]}])
+    assert acked == [] and rejected == [(old["id"], "fenced: the run was lost and tried again since")]
     current = store.get_task(created["id"], True)
     assert current["status"] == "Active" and current["executor"] == "b"
-    assert [e["status"] for e in current["executions"]] == ["success", "running"]
+    assert [e["status"] for e in current["executions"]] == ["lost", "running"]

@@ -16,6 +16,7 @@ import uuid
 
 from octopus import __version__
 from octopus.agent.client import ServerClient, ServerError, Unreachable
+from octopus.agent.outbox import Outbox
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
 
@@ -53,16 +54,19 @@ class Agent:
         home = config.path("agent")
         self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
+                              output_limit=config.MAX_OUTPUT,
                               runs_per_worker=config.RUNS_PER_WORKER)
+        self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._cond = threading.Condition()
         self._running = {}    # run id -> task id
+        self._leases = {}     # run id -> the lease it was handed out with
         self._deadlines = {}  # run id -> (monotonic deadline, timeout) of runs that have one
         self._timed_out = set()
         self._cancelled = set()    # runs we stopped on a cancel: reported as cancelled
         self._stopping = {}        # run ids the server asked us to stop, until settled
-        self._pending = []    # finished results not yet acknowledged
+        self._pending = self._outbox.load()  # finished results not yet acknowledged
         self._reporting = threading.Lock()  # one report in flight at a time
         self._direct = self._client(timeout=5.0)
         self._report_later = threading.Event()  # results the quick path could not send
@@ -125,6 +129,11 @@ class Agent:
             reply = client.request("POST", "/agent/results",
                                    {"client": self.name, "results": batch})
         except ServerError as e:
+            if e.status == 409:  # we hold none of these runs any more: another try has them
+                log.warning("Server fenced the results of runs %s: %s",
+                            ", ".join(str(r["id"]) for r in batch), e.message)
+                self._settled({r["id"] for r in batch})
+                return len(batch)
             if e.status not in (400, 413):
                 raise
             return self._refused(client, batch, e)
@@ -150,7 +159,8 @@ class Agent:
             return 1
         log.warning("Server refused the result of run %s (%s); reporting a failure instead",
                     item["id"], error)
-        mended = {"id": item["id"], "status": "failed", "output": None, "mended": True,
+        mended = {"id": item["id"], "lease": item.get("lease"), "status": "failed",
+                  "output": None, "mended": True,
                   "duration": item.get("duration"), "result": {"error": {
                       "type": "ReportRefused", "traceback": "",
                       "message": "the server refused this run's result: %s" % error.message}}}
@@ -163,6 +173,7 @@ class Agent:
             self._pending = [r for r in self._pending if r["id"] not in ids]
             for run_id in ids:
                 self._stopping.pop(run_id, None)
+        self._outbox.remove(ids)
 
     # -- runs ---------------------------------------------------------------
 
@@ -171,6 +182,7 @@ class Agent:
                  run["plugin"], run["action"])
         with self._cond:
             self._running[run["id"]] = run["task_id"]
+            self._leases[run["id"]] = run.get("lease")
         if self._stop.is_set():  # handed out as we stop: say so rather than drop it
             self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
                            "result": {"error": {"type": "AgentStopped", "traceback": "",
@@ -209,6 +221,8 @@ class Agent:
                                               "the run took longer than its timeout of %gs "
                                               "and was stopped" % timeout}}
             self._running.pop(msg["id"], None)
+            result["lease"] = self._leases.pop(msg["id"], None)
+            self._outbox.add(result)  # before anything else can lose it
             self._pending.append(result)
             self._cond.notify_all()
         log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
@@ -321,6 +335,9 @@ class Agent:
 
     def start(self):
         os.makedirs(self.config.path("agent"), exist_ok=True)
+        if self._pending:
+            log.info("Outbox: %d result(s) from before the restart to report", len(self._pending))
+            self._report_later.set()
         self._runner.start()
         for target in (self._heartbeat_loop, self._poll_loop, self._report_loop,
                        self._watch_loop):

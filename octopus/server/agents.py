@@ -2,8 +2,11 @@
 import logging
 import time
 
+import falcon
+
 from octopus.constants import RunStatus
 from octopus.server.auth import AGENT
+from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
 from octopus.store.db import dumps
@@ -15,8 +18,8 @@ MAX_RESULTS = 1000
 MAX_CAPACITY = 1024
 MAX_ID = 2 ** 63 - 1        # SQLite's largest integer
 MAX_RESULT = 1 << 20        # bytes of JSON one run's result may take
-MAX_OUTPUT = 1 << 20        # characters of output kept per run
-RESULTS_MAX_BODY = 8 << 20  # a batch of results with their output
+MAX_OUTPUT = 2 << 20        # characters of output kept per run (agents cut at MAX_OUTPUT)
+RESULTS_MAX_BODY = 12 << 20  # a batch of results with their output
 
 
 def _int_field(body, name, default, low, high):
@@ -82,10 +85,11 @@ class HeartbeatResource:
         grace = 2 * self._config.LONG_POLL_TIMEOUT + 10
         finished, requeued = self._store.lose_runs(name, keep=set(running),
                                                    started_before=iso(self._clock() - grace))
-        if finished:
+        if finished or requeued:
             log.warning("Agent %s no longer has runs of tasks %s: recorded as lost", name,
-                        ", ".join(finished))
+                        ", ".join(finished + requeued))
             self._dispatcher.tasks_finished(finished)
+            hand_out(self._store, self._dispatcher, requeued)
 
 
 def _ids(value):
@@ -201,7 +205,7 @@ class ResultsResource:
         if not isinstance(results, list) or not 0 < len(results) <= MAX_RESULTS:
             raise bad_request("results must be a list of 1 to %d results" % MAX_RESULTS, "results")
         clean = [_result(r) for r in results]
-        acked, rejected, finished = self._store.finish_runs(name, clean)
+        acked, rejected, finished, ready = self._store.finish_runs(name, clean)
         by_id = {r["id"]: r for r in clean}
         for run_id in acked:
             log.info("Adding execution result: run %d from %s: %s", run_id, name,
@@ -210,8 +214,15 @@ class ResultsResource:
             log.warning("Result for run %d from %s refused: %s", run_id, name, reason)
         self._dispatcher.tasks_finished(finished)
         self._dispatcher.wake_full(name)  # it has room now: a full agent's ask should ask again
+        if ready:  # retries due now, runs queued behind the ones that ended
+            hand_out(self._store, self._dispatcher, ready)
         resp.media = {"acked": acked,
                       "rejected": [{"id": i, "reason": why} for i, why in rejected]}
+        if rejected and not acked and all(why.startswith("fenced") for _, why in rejected):
+            # The agent holds none of these runs any more (see RunQueries._finish_one).
+            resp.status = falcon.HTTP_409
+            resp.media = dict(resp.media, error={
+                "message": "no result recorded: " + rejected[0][1], "field": "results"})
 
 
 def _result(item):
@@ -239,9 +250,12 @@ def _result(item):
         output = None
     elif len(output) > MAX_OUTPUT:
         output = output[:MAX_OUTPUT] + "\n[... output truncated by the server]"
+    lease = item.get("lease")
+    if not isinstance(lease, str) or len(lease) > 64:
+        lease = None
     duration = item.get("duration")
     if (not isinstance(duration, (int, float)) or isinstance(duration, bool)
             or not 0 <= duration < 10 ** 9):
         duration = None
     return {"id": run_id, "status": status, "result": result, "output": output,
-            "duration": duration}
+            "duration": duration, "lease": lease}

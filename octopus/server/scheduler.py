@@ -13,6 +13,7 @@ log = logging.getLogger("octopus.scheduler")
 
 TICK = 0.1  # seconds; bounds how late a task with a start time is offered
 RELEASE_OVERLAP = 1.0  # seconds each look at due tasks reaches back
+FIRE_BATCH = 200  # recurring tasks fired per write transaction, so others get the lock between
 
 
 class Scheduler:
@@ -29,15 +30,17 @@ class Scheduler:
         self._online = set()
 
     def release_due(self, now):
-        """Offer tasks whose start time fell in (last release, now]."""
+        """Offer tasks whose start time, or a waiting run's due time, fell in
+        (last release, now]; fire every recurring task whose slot has come."""
         until = iso(now)
         # The window overlaps the last one: a task committed just after that
         # look is not skipped (handing out twice is harmless: it is a no-op).
-        due = self._store.tasks_due_between(iso(min(now, self._released_at) - RELEASE_OVERLAP),
-                                            until)
+        due = self._store.due_between(iso(min(now, self._released_at) - RELEASE_OVERLAP), until)
         self._released_at = now
-        if due:
-            hand_out(self._store, self._dispatcher, due)
+        # Not windowed: firing moves a task's slot on, so what is left is still due.
+        due += self._store.recurring_due(until)
+        for i in range(0, len(due), FIRE_BATCH):
+            hand_out(self._store, self._dispatcher, due[i:i + FIRE_BATCH])
         return len(due)
 
     def sweep_agents(self, now):
@@ -54,7 +57,8 @@ class Scheduler:
         for agent in self._store.agents_with_open_runs():
             if agent["last_heartbeat"] < cutoff:
                 finished, requeued = self._store.lose_runs(agent["name"])
-                log.warning("Agent %s is offline: its runs are recorded as lost", agent["name"])
+                log.warning("Agent %s is offline: its runs are recorded as lost (tasks given "
+                            "another try: %s)", agent["name"], ", ".join(requeued) or "none")
                 self._dispatcher.tasks_finished(finished)
                 if requeued:
                     hand_out(self._store, self._dispatcher, requeued)

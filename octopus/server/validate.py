@@ -1,18 +1,25 @@
 """Checks on what clients send; each failure names its field."""
-from octopus.constants import TaskOwnership, TaskType
+import time
+
+from octopus import schedule
+from octopus.constants import CatchUp, Overlap, TaskOwnership, TaskType
 from octopus.plugins import valid_name
 from octopus.server.errors import bad_request
+from octopus.store.recurring import first_slot
 from octopus.timeutil import iso, parse_iso
 
 SERVER_FIELDS = ("id", "status", "executor", "result", "updated_at", "created_at",
-                 "next_run_at", "executions")
+                 "next_run_at", "executions", "cancelled_at")
 TASK_FIELDS = ("plugin", "action", "args", "kwargs", "owner", "type",
-               "execution_start_time", "execution_end_time", "interval", "timeout")
+               "execution_start_time", "execution_end_time", "interval", "timezone", "timeout",
+               "overlap", "catch_up", "max_retries", "retry_delay", "retry_backoff")
 DEFAULTS = {"args": [], "kwargs": {}, "owner": TaskOwnership.ANYONE, "type": TaskType.ADHOC,
             "execution_start_time": None, "execution_end_time": None, "interval": None,
-            "timeout": None}
+            "timezone": None, "timeout": None, "overlap": Overlap.SKIP,
+            "catch_up": CatchUp.ONCE, "max_retries": 0, "retry_delay": 10, "retry_backoff": 2}
 MAX_TIMEOUT = 10 ** 7  # seconds: about 115 days
-SUPPORTED_TYPES = (TaskType.ADHOC,)
+MAX_RETRIES = 100
+MAX_BACKOFF = 10
 MAX_NAME = 128
 
 
@@ -64,9 +71,6 @@ def task_fields(body, registry, existing=None):
     clean["owner"] = _owner(merged["owner"])
     if merged["type"] not in TaskType.ALL:
         raise bad_request("type must be one of %s" % ", ".join(TaskType.ALL), "type")
-    if merged["type"] not in SUPPORTED_TYPES:
-        raise bad_request("type %s is not supported by this server version; use Adhoc"
-                          % merged["type"], "type")
     clean["type"] = merged["type"]
     clean["execution_start_time"] = _time(merged, "execution_start_time")
     clean["execution_end_time"] = _time(merged, "execution_end_time")
@@ -74,20 +78,91 @@ def task_fields(body, registry, existing=None):
             and clean["execution_end_time"] <= clean["execution_start_time"]):
         raise bad_request("execution_end_time must be after execution_start_time",
                           "execution_end_time")
-    interval = merged["interval"]
-    if interval is not None and (not isinstance(interval, (str, int)) or isinstance(interval, bool)
-                                 or len(str(interval)) > 256):
-        raise bad_request("interval must be a string or a whole number", "interval")
-    clean["interval"] = None if interval is None else str(interval)
+    clean["timezone"] = _timezone(merged["timezone"])
+    clean["interval"] = _interval(merged["interval"], clean["type"], clean["timezone"])
+    if clean["type"] in TaskType.RECURRING:
+        _window(clean)
     timeout = merged["timeout"]
-    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                or not 0 < timeout <= MAX_TIMEOUT):
+    if timeout is not None and not _number(timeout, 0, MAX_TIMEOUT, low_open=True):
         raise bad_request("timeout must be a number of seconds above 0 and at most %d, or null"
                           % MAX_TIMEOUT, "timeout")
     clean["timeout"] = timeout
+    clean["overlap"] = _choice(merged, "overlap", Overlap.ALL)
+    clean["catch_up"] = _choice(merged, "catch_up", CatchUp.ALL)
+    clean.update(_retries(merged))
     if existing is not None:
         clean = {k: v for k, v in clean.items() if existing.get(k) != v}
     return clean
+
+
+def _number(value, low, high, low_open=False):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (low < value if low_open else low <= value) and value <= high)
+
+
+def _choice(body, field, options):
+    if body[field] not in options:
+        raise bad_request("%s must be one of %s" % (field, ", ".join(options)), field)
+    return body[field]
+
+
+def _retries(body):
+    if not (isinstance(body["max_retries"], int) and _number(body["max_retries"], 0, MAX_RETRIES)):
+        raise bad_request("max_retries must be a whole number from 0 to %d" % MAX_RETRIES,
+                          "max_retries")
+    if not _number(body["retry_delay"], 0, MAX_TIMEOUT):
+        raise bad_request("retry_delay must be a number of seconds from 0 to %d" % MAX_TIMEOUT,
+                          "retry_delay")
+    if not _number(body["retry_backoff"], 1, MAX_BACKOFF):
+        raise bad_request("retry_backoff must be a number from 1 to %d" % MAX_BACKOFF,
+                          "retry_backoff")
+    return {k: body[k] for k in ("max_retries", "retry_delay", "retry_backoff")}
+
+
+def _timezone(name):
+    if name is None:
+        return None
+    try:
+        schedule.zone(name)
+    except schedule.ScheduleError as e:
+        raise bad_request("timezone: %s; use an IANA name such as Europe/Paris" % e, "timezone")
+    return name
+
+
+def _interval(value, kind, tz_name):
+    """Interval: whole seconds; Scheduled: a cron; Adhoc: none."""
+    if kind == TaskType.ADHOC:
+        if value is not None:
+            raise bad_request("interval is only for Interval and Scheduled tasks", "interval")
+        return None
+    if kind == TaskType.INTERVAL:
+        if isinstance(value, str) and value.strip().isdigit() and len(value) < 12:
+            value = int(value)
+        if not (isinstance(value, int) and _number(value, 1, schedule.MAX_INTERVAL)):
+            raise bad_request("interval of an Interval task must be whole seconds from 1 to %d"
+                              % schedule.MAX_INTERVAL, "interval")
+        return str(value)
+    if not isinstance(value, str):
+        raise bad_request("interval of a Scheduled task must be a 5-field cron expression such "
+                          "as \"*/5 * * * *\"", "interval")
+    expr = " ".join(value.split())
+    try:
+        schedule.check_cron(expr, schedule.zone(tz_name))
+    except schedule.ScheduleError as e:
+        raise bad_request("interval of a Scheduled task must be a 5-field cron expression: %s"
+                          % e, "interval")
+    return expr
+
+
+def _window(clean):
+    """A recurring task must have a slot inside its window."""
+    if clean["execution_end_time"] is None:
+        return
+    probe = dict(clean, created_at=iso(time.time()))
+    first = first_slot(probe, parse_iso(probe["created_at"]))
+    if first > parse_iso(clean["execution_end_time"]):
+        raise bad_request("execution_end_time is before the task's first run (%s)" % iso(first),
+                          "execution_end_time")
 
 
 def _plugin(name, registry):

@@ -8,13 +8,27 @@ A task is claimed with ``UPDATE tasks ... WHERE id = ? AND status = 'Created'``
 and the claim counts only if exactly one row changed, so no task is ever
 handed to two agents however many ask at once.
 """
-from octopus.constants import RunStatus, TaskOwnership, TaskStatus
+import os
+
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
 from octopus.store.db import dumps, loads
-from octopus.store.tasks import MAX_PAGE, ConflictError
+from octopus.store.recurring import RecurringQueries
+from octopus.store.settle import SettleQueries
+from octopus.store.tasks import MAX_PAGE
 from octopus.timeutil import iso
 
-EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, result, updated_at, created_at, "
-                          "started_at, finished_at, duration")
+EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, attempt, due_at, result, updated_at, "
+                          "created_at, started_at, finished_at, duration")
+# A waiting run may start unless its task queues runs (overlap "queue") and
+# one before it on the same agent (any agent, for an Anyone run) is going.
+# ``{run}`` names the waiting run's table in the statement.
+MAY_START = ("(SELECT overlap FROM tasks WHERE id = {run}.task_id) != 'queue' OR NOT EXISTS ("
+             "SELECT 1 FROM executions o WHERE o.task_id = {run}.task_id AND o.status IN "
+             "('assigned', 'running') AND ({run}.client IS NULL OR o.client = {run}.client))")
+
+
+def new_lease():
+    return os.urandom(8).hex()
 
 
 def execution_from_row(row):
@@ -23,7 +37,7 @@ def execution_from_row(row):
     return run
 
 
-class RunQueries:
+class RunQueries(SettleQueries, RecurringQueries):
     # -- hand-out ---------------------------------------------------------
 
     def _online_agents(self, conn, now):
@@ -59,14 +73,15 @@ class RunQueries:
                      (TaskStatus.ACTIVE, agent, ts, task_id, TaskStatus.CREATED))
         if conn.changes() != 1:
             return None
-        conn.execute("INSERT INTO executions (task_id, client, status, updated_at, created_at, "
-                     "started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                     (task_id, agent, status, ts, ts,
-                      ts if status == RunStatus.RUNNING else None))
+        running = status == RunStatus.RUNNING
+        conn.execute("INSERT INTO executions (task_id, client, status, due_at, updated_at, "
+                     "created_at, started_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (task_id, agent, status, ts, ts, ts, ts if running else None,
+                      new_lease() if running else None))
         return conn.last_insert_rowid()
 
     def _hand_out(self, conn, task_id, owner, now, candidates):
-        """Assign a due task by its owner rule; returns the agents to wake.
+        """Assign a due Adhoc task by its owner rule; returns the agents to wake.
 
         Anyone goes to the least busy of the agents asking for work now (an
         agent asks only with a free slot), or waits in Created for the first
@@ -95,23 +110,49 @@ class RunQueries:
         if conn.changes() != 1:
             return []
         conn.executemany(
-            "INSERT INTO executions (task_id, client, status, updated_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(task_id, name, RunStatus.ASSIGNED, ts, ts) for name in agents])
+            "INSERT INTO executions (task_id, client, status, due_at, updated_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(task_id, name, RunStatus.ASSIGNED, ts, ts, ts) for name in agents])
         return agents
 
+    def _hand_out_queued(self, conn, task_id, now, candidates):
+        """Offer the task's waiting runs that may start now; returns the agents to wake."""
+        woken = set()
+        for run in conn.execute(
+                "SELECT e.id, e.client FROM executions e WHERE e.task_id = ? AND e.status = "
+                "'queued' AND e.due_at <= ? AND (%s) ORDER BY e.due_at, e.id" % MAY_START.format(run="e"),
+                (task_id, iso(now))).fetchall():
+            if run["client"] is not None:
+                woken.add(run["client"])  # it claims the run when it asks
+                continue
+            agent = self._least_busy_agent(conn, now, candidates)
+            if agent is None:
+                break
+            conn.execute("UPDATE executions SET status = ?, client = ?, updated_at = ? "
+                         "WHERE id = ? AND status = ?",
+                         (RunStatus.ASSIGNED, agent, iso(now), run["id"], RunStatus.QUEUED))
+            conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
+            woken.add(agent)
+        return woken
+
     def hand_out(self, task_ids, candidates=()):
-        """Hand out the given Created tasks that are due; returns the agents to wake."""
+        """Hand out what is due of the given tasks (a Created task, a recurring
+        task's slot, waiting runs); returns the agents to wake."""
         now = self._clock()
         woken = set()
         with self._db.write() as conn:
             for task_id in task_ids:
-                rows = conn.execute(
-                    "SELECT owner FROM tasks WHERE id = ? AND status = ? AND next_run_at <= ?",
-                    (task_id, TaskStatus.CREATED, iso(now))).fetchall()
-                if rows:
-                    woken.update(self._hand_out(conn, task_id, rows[0]["owner"], now,
-                                                candidates))
+                task = self._get_task(conn, task_id)
+                if task is None or task["next_run_at"] is None and task["type"] != TaskType.ADHOC:
+                    pass
+                elif task["type"] != TaskType.ADHOC:
+                    if (task["status"] in (TaskStatus.CREATED, TaskStatus.ACTIVE)
+                            and task["next_run_at"] <= iso(now)):
+                        woken.update(self._fire(conn, task, now, candidates))
+                elif task["status"] == TaskStatus.CREATED and task["next_run_at"] <= iso(now):
+                    woken.update(self._hand_out(conn, task_id, task["owner"], now, candidates))
+                if task is not None:
+                    woken.update(self._hand_out_queued(conn, task_id, now, candidates))
         return woken
 
     def fan_out_due(self):
@@ -119,61 +160,88 @@ class RunQueries:
         now = self._clock()
         with self._db.read() as conn:
             due = [r["id"] for r in conn.execute(
-                "SELECT id FROM tasks WHERE owner = ? AND status = 'Created' AND next_run_at <= ?",
-                (TaskOwnership.ALL, iso(now)))]
+                "SELECT id FROM tasks WHERE owner = ? AND status = 'Created' AND type = ? "
+                "AND next_run_at <= ?", (TaskOwnership.ALL, TaskType.ADHOC, iso(now)))]
         return self.hand_out(due) if due else set()
 
-    def tasks_due_between(self, after, until):
-        """Created tasks whose start time is in (after, until], by the due index."""
+    def due_between(self, after, until):
+        """Tasks with something that became due in (after, until]: a Created
+        Adhoc task's start time, or a waiting run's (a retry's) due time."""
         with self._db.read() as conn:
-            return [r["id"] for r in conn.execute(
+            tasks = [r["id"] for r in conn.execute(
                 "SELECT id FROM tasks INDEXED BY tasks_due WHERE status = 'Created' "
-                "AND next_run_at > ? AND next_run_at <= ?", (after, until))]
+                "AND next_run_at > ? AND next_run_at <= ? AND type = ?",
+                (after, until, TaskType.ADHOC))]
+            runs = [r["task_id"] for r in conn.execute(
+                "SELECT DISTINCT task_id FROM executions INDEXED BY executions_queued_due "
+                "WHERE status = 'queued' AND due_at > ? AND due_at <= ?", (after, until))]
+        return list(dict.fromkeys(tasks + runs))
 
     def claim_runs(self, agent, capacity):
         """Hand ``agent`` up to ``capacity`` runs and mark them running.
 
-        First runs already assigned to it, then Created tasks owned by it or
-        by Anyone (work that found every agent busy), oldest due first.
+        First runs already assigned to it, then waiting runs for it or for
+        any agent, then Created Adhoc tasks owned by it or by Anyone (work
+        that found every agent busy), oldest due first.  Each claimed run
+        gets a new lease the agent reports back with.
         """
         ts = iso(self._clock())
         if not self._anything_for(agent, ts):
             return []  # the common empty look, without taking the write lock
         claimed = []
         with self._db.write() as conn:
-            for row in conn.execute(
-                    "SELECT id FROM executions WHERE client = ? AND status = ? ORDER BY id LIMIT ?",
-                    (agent, RunStatus.ASSIGNED, capacity)).fetchall():
-                conn.execute("UPDATE executions SET status = ?, started_at = ?, updated_at = ? "
-                             "WHERE id = ? AND status = ?",
-                             (RunStatus.RUNNING, ts, ts, row["id"], RunStatus.ASSIGNED))
-                if conn.changes() == 1:
-                    claimed.append(row["id"])
+            for sql, params in (
+                    ("SELECT id FROM executions WHERE client = ? AND status = 'assigned' "
+                     "ORDER BY id LIMIT ?", (agent,)),
+                    ("SELECT id FROM executions INDEXED BY executions_queued WHERE client = ? "
+                     "AND status = 'queued' AND due_at <= ? ORDER BY due_at LIMIT ?", (agent, ts)),
+                    ("SELECT id FROM executions INDEXED BY executions_queued WHERE client IS NULL "
+                     "AND status = 'queued' AND due_at <= ? ORDER BY due_at LIMIT ?", (ts,))):
+                for row in conn.execute(sql, params + (capacity - len(claimed) + 20,)).fetchall():
+                    if len(claimed) < capacity and self._start_run(conn, row["id"], agent, ts):
+                        claimed.append(row["id"])
             if len(claimed) < capacity:
                 for row in conn.execute(
                         "SELECT id FROM tasks WHERE status = 'Created' AND owner IN (?, ?) "
-                        "AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
-                        (agent, TaskOwnership.ANYONE, ts, capacity - len(claimed))).fetchall():
+                        "AND next_run_at <= ? AND type = ? ORDER BY next_run_at LIMIT ?",
+                        (agent, TaskOwnership.ANYONE, ts, TaskType.ADHOC,
+                         capacity - len(claimed))).fetchall():
                     run_id = self._assign(conn, row["id"], agent, ts, RunStatus.RUNNING)
                     if run_id is not None:
                         claimed.append(run_id)
             return self._run_payloads(conn, claimed)
 
+    def _start_run(self, conn, run_id, agent, ts):
+        """An assigned or waiting run becomes ``agent``'s running run, if it may start."""
+        conn.execute("UPDATE executions SET status = 'running', client = ?, started_at = ?, "
+                     "updated_at = ?, lease = ? WHERE id = ? AND (status = 'assigned' OR "
+                     "status = 'queued' AND (%s))" % MAY_START.format(run="executions"),
+                     (agent, ts, ts, new_lease(), run_id))
+        if conn.changes() != 1:
+            return False
+        conn.execute("UPDATE tasks SET executor = ? WHERE id = (SELECT task_id FROM executions "
+                     "WHERE id = ?) AND owner != ?", (agent, run_id, TaskOwnership.ALL))
+        return True
+
     def _anything_for(self, agent, ts):
         with self._db.read() as conn:
             return bool(conn.execute(
                 "SELECT 1 FROM executions WHERE client = ? AND status = 'assigned' "
+                "UNION ALL SELECT 1 FROM executions INDEXED BY executions_queued "
+                "WHERE client = ? AND status = 'queued' AND due_at <= ? "
+                "UNION ALL SELECT 1 FROM executions INDEXED BY executions_queued "
+                "WHERE client IS NULL AND status = 'queued' AND due_at <= ? "
                 "UNION ALL SELECT 1 FROM tasks WHERE status = 'Created' AND owner IN (?, ?) "
-                "AND next_run_at <= ? LIMIT 1",
-                (agent, agent, TaskOwnership.ANYONE, ts)).fetchall())
+                "AND next_run_at <= ? AND type = 'Adhoc' LIMIT 1",
+                (agent, agent, ts, ts, agent, TaskOwnership.ANYONE, ts)).fetchall())
 
     def _run_payloads(self, conn, run_ids):
         runs = []
         for run_id in run_ids:
             row = conn.execute(
-                "SELECT e.id, e.task_id, t.plugin, t.action, t.args, t.kwargs, t.timeout "
-                "FROM executions e JOIN tasks t ON t.id = e.task_id WHERE e.id = ?",
-                (run_id,)).fetchall()[0]
+                "SELECT e.id, e.task_id, e.attempt, e.lease, t.plugin, t.action, t.args, "
+                "t.kwargs, t.timeout FROM executions e JOIN tasks t ON t.id = e.task_id "
+                "WHERE e.id = ?", (run_id,)).fetchall()[0]
             row["args"] = loads(row["args"])
             row["kwargs"] = loads(row["kwargs"])
             runs.append(row)
@@ -184,165 +252,74 @@ class RunQueries:
     def finish_runs(self, agent, results):
         """Record results reported by ``agent``.
 
-        Each result is ``{"id", "status", "result", "output", "duration"}``.
-        Returns ``(acked, rejected, finished_tasks)``: ids recorded or already
-        recorded, ``(id, reason)`` pairs refused, task ids that reached a
-        final state.
+        Each result is ``{"id", "status", "result", "output", "duration"}``,
+        with the ``lease`` the run was handed out with.  Returns ``(acked,
+        rejected, finished, ready)``: ids recorded or already recorded,
+        ``(id, reason)`` pairs refused (fenced: the agent no longer holds the
+        run), task ids that reached a final state, task ids with a run that
+        may start now (a retry, or one queued behind the run that ended).
         """
         ts = iso(self._clock())
-        acked, rejected, finished = [], [], []
+        acked, rejected, finished, ready = [], [], [], []
         with self._db.write() as conn:
             for res in results:
-                reason = self._finish_one(conn, agent, res, ts, finished)
+                reason = self._finish_one(conn, agent, res, ts, finished, ready)
                 if reason is None:
                     acked.append(res["id"])
                 else:
                     rejected.append((res["id"], reason))
-        return acked, rejected, finished
+        return acked, rejected, finished, list(dict.fromkeys(ready))
 
-    def _finish_one(self, conn, agent, res, ts, finished):
-        rows = conn.execute("SELECT task_id, client, status FROM executions WHERE id = ?",
-                            (res["id"],)).fetchall()
+    def _finish_one(self, conn, agent, res, ts, finished, ready):
+        rows = conn.execute("SELECT task_id, client, status, attempt, lease FROM executions "
+                            "WHERE id = ?", (res["id"],)).fetchall()
         if not rows:
             return "unknown run"
         run = rows[0]
         if run["client"] != agent:
-            return "run belongs to another agent"
+            return "fenced: the run belongs to another agent"
+        if res.get("lease") is not None and res["lease"] != run["lease"]:
+            return "fenced: the run was handed out again since (lease %s)" % str(res["lease"])[:32]
         if run["status"] in RunStatus.REPORTED:
             return None  # a repeated report: already recorded once
-        # Open, or lost (its agent was cut off, then came back): the report stands,
-        # and moves the task on unless the task has been given a newer run since.
-        if run["status"] == RunStatus.LOST and not self._latest_run(conn, run["task_id"], res["id"]):
-            conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
-                         "finished_at = ?, updated_at = ? WHERE id = ?",
-                         (res["status"], dumps(res.get("result")), res.get("output"),
-                          res.get("duration"), ts, ts, res["id"]))
+        if run["status"] not in RunStatus.OPEN + (RunStatus.LOST,):
+            return "fenced: the run is %s" % run["status"]
+        if run["status"] == RunStatus.LOST:
+            # Its agent was cut off, then came back: the report stands, and
+            # withdraws a retry not started yet, unless another try has started.
+            if self._superseded(conn, run["task_id"], res["id"], agent):
+                return "fenced: the run was lost and tried again since"
+            conn.execute("DELETE FROM executions WHERE task_id = ? AND id > ? AND status = "
+                         "'queued' AND attempt = ? AND (client IS NULL OR client = ?)",
+                         (run["task_id"], res["id"], run["attempt"] + 1, agent))
+            self._record(conn, res, ts)
+            if self._settle_task(conn, run["task_id"], run, res, ts):
+                finished.append(run["task_id"])
             return None
-        conn.execute(
-            "UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
-            "finished_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?, ?)",
-            (res["status"], dumps(res.get("result")), res.get("output"), res.get("duration"),
-             ts, ts, res["id"]) + RunStatus.OPEN + (RunStatus.LOST,))
-        if self._settle_task(conn, run["task_id"], agent, res, ts):
+        self._record(conn, res, ts)
+        if self._settle_task(conn, run["task_id"], run, res, ts):
             finished.append(run["task_id"])
+        if self._queued_now(conn, run["task_id"]):
+            ready.append(run["task_id"])
         return None
 
-    def _latest_run(self, conn, task_id, run_id):
-        """Is ``run_id`` the task's newest run (or is the task an ALL task)?"""
-        rows = conn.execute("SELECT t.owner, (SELECT max(id) FROM executions WHERE task_id = t.id) "
-                            "AS latest FROM tasks t WHERE t.id = ?", (task_id,)).fetchall()
-        return bool(rows) and (rows[0]["owner"] == TaskOwnership.ALL
-                               or rows[0]["latest"] == run_id)
+    def _record(self, conn, res, ts):
+        conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
+                     "finished_at = ?, updated_at = ? WHERE id = ?",
+                     (res["status"], dumps(res.get("result")), res.get("output"),
+                      res.get("duration"), ts, ts, res["id"]))
 
-    def _settle_task(self, conn, task_id, agent, res, ts):
-        """Move the task on after one of its runs finished; True if now final."""
-        task = conn.execute("SELECT owner FROM tasks WHERE id = ?", (task_id,)).fetchall()
-        if not task:
-            return False
-        if task[0]["owner"] != TaskOwnership.ALL:
-            status = (TaskStatus.FAILED if res["status"] in (RunStatus.LOST, RunStatus.TIMEOUT)
-                      else res["status"])  # success, failed, cancelled: the same word
-            conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
-                         "WHERE id = ?", (status, dumps(res.get("result")), agent, ts, task_id))
+    def _superseded(self, conn, task_id, run_id, agent):
+        """Has the task started a run after ``run_id`` (on the same agent, for ALL),
+        or ended?"""
+        rows = conn.execute("SELECT owner, status FROM tasks WHERE id = ?", (task_id,)).fetchall()
+        if not rows or rows[0]["status"] in TaskStatus.FINAL:
             return True
-        if self._open_runs(conn, task_id):
-            conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
-            return False
-        summary = self._summary(conn, task_id)
-        status = TaskStatus.CANCELLED if summary.get("cancelled") else TaskStatus.DONE
-        conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE id = ?",
-                     (status, dumps(summary), ts, task_id))
-        return True
-
-    def _summary(self, conn, task_id):
-        """The result of an ALL task: counts and each agent's outcome."""
-        summary = {"total": 0, "success": 0, "failed": 0, "timeout": 0, "cancelled": 0, "lost": 0,
-                   "agents": {}}
-        for row in conn.execute("SELECT client, status, result FROM executions "
-                                "WHERE task_id = ? ORDER BY id", (task_id,)):
-            summary["total"] += 1
-            summary[row["status"]] = summary.get(row["status"], 0) + 1
-            summary["agents"][row["client"]] = {"status": row["status"],
-                                                "result": loads(row["result"])}
-        return summary
-
-    def lose_runs(self, agent, keep=None, started_before=None):
-        """Settle ``agent``'s unfinished runs as lost.
-
-        Returns ``(finished, requeued)``: tasks now final, and Anyone tasks
-        given back to Created because their run was never picked up.  With
-        ``keep`` (the run ids the agent says it has), only its running runs
-        that it does not have and that started before ``started_before`` are
-        lost: a run whose hand-out is still on its way is left alone.
-        """
-        ts = iso(self._clock())
-        finished, requeued = [], []
-        error = {"error": {"type": "AgentLost", "traceback": "", "message":
-                           "agent %s went away, or no longer had this run, before reporting it"
-                           % agent}}
-        with self._db.write() as conn:
-            for run in conn.execute(
-                    "SELECT id, task_id, status, started_at, cancel_requested FROM executions "
-                    "WHERE client = ? AND status IN (?, ?)", (agent,) + RunStatus.OPEN).fetchall():
-                if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
-                                         or run["started_at"] >= started_before):
-                    continue
-                if run["status"] == RunStatus.ASSIGNED and self._requeue(conn, run, ts):
-                    requeued.append(run["task_id"])
-                    continue
-                # Lost while an operator was cancelling it: that is what it was.
-                status = RunStatus.CANCELLED if run["cancel_requested"] else RunStatus.LOST
-                res = {"id": run["id"], "status": status, "result": error}
-                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
-                             "updated_at = ? WHERE id = ?",
-                             (status, dumps(error), ts, ts, run["id"]))
-                if self._settle_task(conn, run["task_id"], agent, res, ts):
-                    finished.append(run["task_id"])
-        return finished, requeued
-
-    def _requeue(self, conn, run, ts):
-        """Give back an Anyone task whose run its agent never picked up."""
-        conn.execute("UPDATE tasks SET status = ?, executor = NULL, updated_at = ? "
-                     "WHERE id = ? AND owner = ? AND status = ?",
-                     (TaskStatus.CREATED, ts, run["task_id"], TaskOwnership.ANYONE,
-                      TaskStatus.ACTIVE))
-        if conn.changes() != 1:
-            return False
-        conn.execute("DELETE FROM executions WHERE id = ?", (run["id"],))
-        return True
-
-    def cancel_task(self, task_id):
-        """Stop a task: runs not started are cancelled here, running ones are
-        flagged for their agents.  Returns ``(task, agents)`` - the task (None
-        if there is none) and the agents to tell - or raises ConflictError
-        when the task has already ended.
-        """
-        ts = iso(self._clock())
-        agents = set()
-        with self._db.write() as conn:
-            task = self._get_task(conn, task_id)
-            if task is None:
-                return None, agents
-            if task["status"] in TaskStatus.FINAL:
-                raise ConflictError("task %s has already ended (%s)" % (task_id, task["status"]))
-            note = {"error": {"type": "Cancelled", "traceback": "",
-                              "message": "cancelled by an operator"}}
-            for run in conn.execute("SELECT id, client, status FROM executions WHERE task_id = ? "
-                                    "AND status IN ('assigned', 'running')", (task_id,)).fetchall():
-                if run["status"] == RunStatus.RUNNING:
-                    conn.execute("UPDATE executions SET cancel_requested = ? WHERE id = ?",
-                                 (ts, run["id"]))
-                    agents.add(run["client"])
-                    continue
-                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
-                             "updated_at = ? WHERE id = ?",
-                             (RunStatus.CANCELLED, dumps(note), ts, ts, run["id"]))
-                self._settle_task(conn, task_id, run["client"], {
-                    "status": RunStatus.CANCELLED, "result": note}, ts)
-            if not agents and task["status"] == TaskStatus.CREATED:
-                conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? "
-                             "WHERE id = ?", (TaskStatus.CANCELLED, dumps(note), ts, task_id))
-            return self._get_task(conn, task_id), agents
+        same_agent = " AND client = ?" if rows[0]["owner"] == TaskOwnership.ALL else ""
+        return bool(conn.execute(
+            "SELECT 1 FROM executions WHERE task_id = ? AND id > ? AND status NOT IN "
+            "('skipped', 'queued')%s LIMIT 1" % same_agent,
+            (task_id, run_id) + ((agent,) if same_agent else ())).fetchall())
 
     def cancels_for(self, agent):
         """Runs of ``agent`` an operator asked to stop."""

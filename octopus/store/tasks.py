@@ -1,11 +1,13 @@
 """Task rows: create, read, list, change, delete."""
-from octopus.constants import RunStatus, TaskStatus
+from octopus.constants import RunStatus, TaskStatus, TaskType
 from octopus.store.db import dumps, loads
-from octopus.timeutil import iso
+from octopus.store.recurring import first_slot
+from octopus.timeutil import iso, parse_iso
 
 _JSON = ("args", "kwargs")
 FILTERS = ("status", "owner", "type", "executor", "plugin")
 MAX_PAGE = 1000  # rows in one page of a listing
+RESCHEDULE = {"type", "interval", "timezone", "execution_start_time", "execution_end_time"}
 
 
 def task_from_row(row):
@@ -33,11 +35,16 @@ class TaskQueries:
                        created_at=iso(now), updated_at=iso(now),
                        next_run_at=max(fields.get("execution_start_time") or "",
                                        iso(now + delay)))
+            recurring = row.get("type") in TaskType.RECURRING
+            if recurring:
+                row["next_run_at"] = iso(first_slot(row, parse_iso(row["created_at"])))
             columns = ", ".join(row)
             marks = ", ".join(":" + k for k in row)
             conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
             if row["next_run_at"] <= iso(now):
-                agents = self._hand_out(conn, row["id"], row["owner"], now, candidates)
+                agents = (self._fire(conn, self._get_task(conn, row["id"]), now, candidates)
+                          if recurring else
+                          self._hand_out(conn, row["id"], row["owner"], now, candidates))
             task = self._get_task(conn, row["id"])
         return task, agents
 
@@ -89,8 +96,16 @@ class TaskQueries:
                 return None
             if self._open_runs(conn, task_id):
                 raise ConflictError("task %s is running; wait for it to finish" % task_id)
+            if task["status"] in TaskStatus.FINAL or task["cancelled_at"]:
+                raise ConflictError("task %s has ended (%s); create a new one"
+                                    % (task_id, task["status"]))
+            if "type" in fields and task["status"] != TaskStatus.CREATED:
+                raise ConflictError("the type of task %s cannot change once it has run" % task_id)
             changes = dict(_encode(fields), updated_at=now)
-            if "execution_start_time" in fields and task["status"] == TaskStatus.CREATED:
+            merged = dict(task, **fields)
+            if merged["type"] in TaskType.RECURRING and RESCHEDULE.intersection(fields):
+                changes["next_run_at"] = iso(first_slot(merged, self._clock()))
+            elif "execution_start_time" in fields and task["status"] == TaskStatus.CREATED:
                 changes["next_run_at"] = max(fields["execution_start_time"] or "", now)
             sets = ", ".join("%s = :%s" % (k, k) for k in changes)
             conn.execute("UPDATE tasks SET %s WHERE id = :id" % sets, dict(changes, id=task_id))

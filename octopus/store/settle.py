@@ -1,0 +1,205 @@
+"""What a task does when one of its runs ends: try again, wait for its next
+slot, or end.  Also runs lost with their agent, and cancel.
+
+Each try is its own executions row with an ``attempt`` number.  A retry is a
+``queued`` row due after the task's delay (``retry_delay * retry_backoff **
+(attempt - 1)``, capped by RETRY_MAX_DELAY); an Anyone retry may go to any
+agent, a Specific one waits for its agent, an ALL one goes to the same agent.
+"""
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus.store.db import dumps, loads
+from octopus.store.tasks import ConflictError
+from octopus.timeutil import iso
+
+RETRYABLE = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.LOST)
+CANCEL_NOTE = {"error": {"type": "Cancelled", "traceback": "", "message": "cancelled by an operator"}}
+
+
+def lost_note(agent):
+    return {"error": {"type": "AgentLost", "traceback": "", "message":
+                      "agent %s went away, or no longer had this run, before reporting it" % agent}}
+
+
+class SettleQueries:
+    retry_max_delay = 3600.0
+
+    def _settle_task(self, conn, task_id, run, res, ts):
+        """Move the task on after ``run`` ended with ``res``; True if the task is now final.
+
+        ``run`` has the row's ``client`` and ``attempt``.
+        """
+        task = self._get_task(conn, task_id)
+        if task is None or task["status"] in TaskStatus.FINAL:
+            return False
+        recurring = task["type"] in TaskType.RECURRING
+        if self._retry(conn, task, run, res["status"]):
+            conn.execute("UPDATE tasks SET result = ?, updated_at = ? WHERE id = ?",
+                         (dumps(res.get("result")), ts, task_id))
+            return False
+        if not recurring and task["owner"] != TaskOwnership.ALL:
+            status = (TaskStatus.FAILED if res["status"] in (RunStatus.LOST, RunStatus.TIMEOUT)
+                      else res["status"])  # success, failed, cancelled: the same word
+            conn.execute("UPDATE tasks SET status = ?, result = ?, executor = ?, updated_at = ? "
+                         "WHERE id = ?", (status, dumps(res.get("result")), run["client"], ts,
+                                          task_id))
+            return True
+        if recurring:  # the latest run's outcome shows on the task between runs
+            conn.execute("UPDATE tasks SET result = ?, executor = ?, updated_at = ? WHERE id = ?",
+                         (dumps(res.get("result")), run["client"], ts, task_id))
+        if self._pending_runs(conn, task_id) or (recurring and task["next_run_at"] is not None):
+            conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
+            return False
+        return self._end(conn, task, ts)
+
+    def _end(self, conn, task, ts):
+        """A task with nothing left to run: Done (or cancelled), with its result."""
+        if task["type"] in TaskType.RECURRING:
+            status = TaskStatus.CANCELLED if task["cancelled_at"] else TaskStatus.DONE
+            conn.execute("UPDATE tasks SET status = ?, next_run_at = NULL, updated_at = ? "
+                         "WHERE id = ?", (status, ts, task["id"]))
+            return True
+        summary = self._summary(conn, task["id"])
+        status = (TaskStatus.CANCELLED if summary.get("cancelled") or task["cancelled_at"]
+                  else TaskStatus.DONE)
+        conn.execute("UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE id = ?",
+                     (status, dumps(summary), ts, task["id"]))
+        return True
+
+    def _retry(self, conn, task, run, status):
+        """Queue the next attempt if the task has tries left; True if it did.
+
+        A run lost with its agent is tried again at once, and at least once
+        (unless the task is for ALL: that agent's share is lost).
+        """
+        if status not in RETRYABLE or task["cancelled_at"]:
+            return False
+        budget = task["max_retries"]
+        if status == RunStatus.LOST and task["owner"] != TaskOwnership.ALL:
+            budget = max(budget, 1)
+        if run["attempt"] > budget:
+            return False
+        delay = 0.0 if status == RunStatus.LOST else min(
+            task["retry_delay"] * task["retry_backoff"] ** (run["attempt"] - 1),
+            self.retry_max_delay)
+        now = self._clock()
+        client = None if task["owner"] == TaskOwnership.ANYONE else run["client"]
+        conn.execute("INSERT INTO executions (task_id, client, status, attempt, due_at, "
+                     "updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (task["id"], client, RunStatus.QUEUED, run["attempt"] + 1, iso(now + delay),
+                      iso(now), iso(now)))
+        if client is None:
+            conn.execute("UPDATE tasks SET executor = NULL WHERE id = ?", (task["id"],))
+        return True
+
+    def _pending_runs(self, conn, task_id):
+        return conn.execute(
+            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN (?, ?, ?)",
+            (task_id,) + RunStatus.PENDING).fetchall()[0]["n"]
+
+    def _summary(self, conn, task_id):
+        """The result of an ALL task: each agent's last try, and counts of them."""
+        agents = {}
+        for row in conn.execute("SELECT client, status, result, attempt FROM executions "
+                                "WHERE task_id = ? ORDER BY id", (task_id,)):
+            agents[row["client"]] = {"status": row["status"], "result": loads(row["result"]),
+                                     "attempts": row["attempt"]}
+        summary = {"total": len(agents), "success": 0, "failed": 0, "timeout": 0,
+                   "cancelled": 0, "lost": 0, "agents": agents}
+        for outcome in agents.values():
+            summary[outcome["status"]] = summary.get(outcome["status"], 0) + 1
+        return summary
+
+    # -- agents that went away -------------------------------------------
+
+    def lose_runs(self, agent, keep=None, started_before=None):
+        """Settle ``agent``'s unfinished runs as lost.
+
+        Returns ``(finished, requeued)``: tasks now final, and tasks with a
+        run waiting again for any agent (an Anyone run it never picked up,
+        or a retry of a lost one).  With ``keep`` (the run ids the agent says
+        it has), only its running runs that it does not have and that
+        started before ``started_before`` are lost: a run whose hand-out is
+        still on its way is left alone.
+        """
+        ts = iso(self._clock())
+        finished, requeued = [], []
+        error = lost_note(agent)
+        with self._db.write() as conn:
+            for run in conn.execute(
+                    "SELECT id, task_id, client, status, attempt, started_at, cancel_requested "
+                    "FROM executions WHERE client = ? AND status IN (?, ?)",
+                    (agent,) + RunStatus.OPEN).fetchall():
+                if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
+                                         or run["started_at"] >= started_before):
+                    continue
+                if run["status"] == RunStatus.ASSIGNED and self._requeue(conn, run, ts):
+                    requeued.append(run["task_id"])
+                    continue
+                # Lost while an operator was cancelling it: that is what it was.
+                status = RunStatus.CANCELLED if run["cancel_requested"] else RunStatus.LOST
+                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
+                             "updated_at = ? WHERE id = ?",
+                             (status, dumps(error), ts, ts, run["id"]))
+                if self._settle_task(conn, run["task_id"], run,
+                                     {"status": status, "result": error}, ts):
+                    finished.append(run["task_id"])
+                elif self._queued_now(conn, run["task_id"]):
+                    requeued.append(run["task_id"])
+        return finished, requeued
+
+    def _requeue(self, conn, run, ts):
+        """An Anyone run its agent never picked up waits for any agent again
+        (not a new attempt: it never started)."""
+        conn.execute("UPDATE executions SET status = ?, client = NULL, updated_at = ? "
+                     "WHERE id = ? AND status = ? AND (SELECT owner FROM tasks WHERE id = ?) = ?",
+                     (RunStatus.QUEUED, ts, run["id"], RunStatus.ASSIGNED, run["task_id"],
+                      TaskOwnership.ANYONE))
+        if conn.changes() != 1:
+            return False
+        conn.execute("UPDATE tasks SET executor = NULL, updated_at = ? WHERE id = ?",
+                     (ts, run["task_id"]))
+        return True
+
+    def _queued_now(self, conn, task_id):
+        return bool(conn.execute(
+            "SELECT 1 FROM executions WHERE task_id = ? AND status = 'queued' AND due_at <= ? "
+            "LIMIT 1", (task_id, iso(self._clock()))).fetchall())
+
+    # -- cancel -----------------------------------------------------------
+
+    def cancel_task(self, task_id):
+        """Stop a task: it stops recurring, runs not started are cancelled
+        here, running ones are flagged for their agents.  Returns ``(task,
+        agents)`` - the task (None if there is none) and the agents to tell -
+        or raises ConflictError when the task has already ended.
+        """
+        ts = iso(self._clock())
+        agents = set()
+        with self._db.write() as conn:
+            task = self._get_task(conn, task_id)
+            if task is None:
+                return None, agents
+            if task["status"] in TaskStatus.FINAL:
+                raise ConflictError("task %s has already ended (%s)" % (task_id, task["status"]))
+            conn.execute("UPDATE tasks SET cancelled_at = ?, next_run_at = CASE WHEN type = ? "
+                         "THEN next_run_at END, updated_at = ? WHERE id = ?",
+                         (ts, TaskType.ADHOC, ts, task_id))
+            for run in conn.execute("SELECT id, client, status, attempt FROM executions "
+                                    "WHERE task_id = ? AND status IN ('queued', 'assigned', "
+                                    "'running')", (task_id,)).fetchall():
+                if run["status"] == RunStatus.RUNNING:
+                    conn.execute("UPDATE executions SET cancel_requested = ? WHERE id = ?",
+                                 (ts, run["id"]))
+                    agents.add(run["client"])
+                    continue
+                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
+                             "updated_at = ? WHERE id = ?",
+                             (RunStatus.CANCELLED, dumps(CANCEL_NOTE), ts, ts, run["id"]))
+                self._settle_task(conn, task_id, run, {"status": RunStatus.CANCELLED,
+                                                       "result": CANCEL_NOTE}, ts)
+            task = self._get_task(conn, task_id)
+            if not agents and task["status"] not in TaskStatus.FINAL:
+                conn.execute("UPDATE tasks SET status = ?, result = ?, next_run_at = NULL, "
+                             "updated_at = ? WHERE id = ?",
+                             (TaskStatus.CANCELLED, dumps(CANCEL_NOTE), ts, task_id))
+            return self._get_task(conn, task_id), agents
