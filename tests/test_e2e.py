@@ -223,19 +223,23 @@ def test_stopping_an_agent_stops_its_runs_and_reports_them(cluster, tmp_path):
     assert done["result"]["error"]["type"] == "AgentStopped"
 
 
-def test_an_agent_killed_mid_run_has_its_run_recorded_as_lost(cluster, tmp_path):
+def test_an_agent_killed_mid_run_has_its_run_lost_and_tried_again_on_another(cluster, tmp_path):
     cluster.start_server(env={"OCTOPUS_CLIENT_TIMEOUT": "2",
                               "OCTOPUS_HEARTBEAT_CLEANUP_INTERVAL": "1"})
-    agent = cluster.start_agent("doomed", env={"OCTOPUS_HEARTBEAT_INTERVAL": "1"})
+    agents = {name: cluster.start_agent(name, env={"OCTOPUS_HEARTBEAT_INTERVAL": "1",
+                                                   "OCTOPUS_CONCURRENCY": "1"})
+              for name in ("doomed-1", "doomed-2")}
     api = cluster.api()
     started = tmp_path / "started"
-    _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run",
-                                          "args": ["touch %s; sleep 60" % started]})
+    _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run", "args": [
+        "if [ -e {0} ]; then echo second try; else touch {0}; sleep 60; fi".format(started)]})
     wait_for(started.exists, 10, what="run started")
-    agent.kill9()
-    done = wait_for(lambda: _final(api, task["id"]), 20, what="run recorded as lost")
-    assert done["status"] == "failed" and done["result"]["error"]["type"] == "AgentLost"
-    assert [e["status"] for e in done["executions"]] == ["lost"]
+    first = api.call("GET", "/tasks/" + task["id"])[1]["executor"]
+    agents[first].kill9()
+    done = wait_for(lambda: _final(api, task["id"]), 30, what="task done on the other agent")
+    assert done["status"] == "success" and done["result"]["stdout"] == "second try\n"
+    assert [(e["status"], e["attempt"], e["client"]) for e in done["executions"]] == [
+        ("lost", 1, first), ("success", 2, ({"doomed-1", "doomed-2"} - {first}).pop())]
 
 
 def _final(api, task_id):

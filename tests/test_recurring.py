@@ -186,6 +186,7 @@ def test_a_window_that_closed_during_downtime_ends_the_task(store, clock):
     make(store, clock)[0].release_due(clock())
     late = store.get_task(task["id"], True)
     assert late["next_run_at"] is None and len(late["executions"]) == 2  # 60 s slot caught up
+    store.heartbeat("a", {"concurrency": 1})
     [run] = store.claim_runs("a", 1)
     finish(store, "a", run)
     assert store.get_task(task["id"])["status"] == "Done"
@@ -210,6 +211,7 @@ def test_failed_runs_are_retried_with_backoff_then_the_task_fails(store, clock):
     task, _ = store.create_task(dict(BASE, max_retries=3, retry_delay=10, retry_backoff=2))
     delays = []
     for attempt in (1, 2, 3, 4):
+        store.heartbeat("a", {"concurrency": 1})
         [run] = store.claim_runs("a", 1)
         assert run["attempt"] == attempt
         finish(store, "a", run, "failed")

@@ -67,6 +67,13 @@ class Dispatcher:
                     waiter.cancelled = True
                     waiter.event.set()
 
+    def release_all(self, name):
+        """Agent ``name`` went offline: requests it left held must not take work."""
+        with self._lock:
+            for waiter in self._waiters.get(name, ()):
+                waiter.cancelled = True
+                waiter.event.set()
+
     def _release_others(self, name, instance):
         for old in self._waiters.get(name, ()):
             if instance is not None and old.instance not in (None, instance):

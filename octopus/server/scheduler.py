@@ -48,6 +48,7 @@ class Scheduler:
         online = set(self._store.online_agents())
         for name in sorted(self._online - online):
             log.warning("Agent %s offline: no heartbeat for %ds", name, self._config.CLIENT_TIMEOUT)
+            self._dispatcher.release_all(name)
         self._online = online
         # Silence is counted from our own start too: after the server was
         # down, agents get CLIENT_TIMEOUT to come back before runs are lost.

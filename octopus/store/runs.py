@@ -185,8 +185,9 @@ class RunQueries(SettleQueries, RecurringQueries):
         that found every agent busy), oldest due first.  Each claimed run
         gets a new lease the agent reports back with.
         """
-        ts = iso(self._clock())
-        if not self._anything_for(agent, ts):
+        now = self._clock()
+        ts = iso(now)
+        if not self._anything_for(agent, ts, iso(now - self.client_timeout)):
             return []  # the common empty look, without taking the write lock
         claimed = []
         with self._db.write() as conn:
@@ -223,8 +224,13 @@ class RunQueries(SettleQueries, RecurringQueries):
                      "WHERE id = ?) AND owner != ?", (agent, run_id, TaskOwnership.ALL))
         return True
 
-    def _anything_for(self, agent, ts):
+    def _anything_for(self, agent, ts, online_since):
+        """Is there work for ``agent``?  Never for an agent counted offline: a
+        request it left held when it died must not take work."""
         with self._db.read() as conn:
+            if conn.execute("SELECT 1 FROM agents WHERE name = ? AND last_heartbeat < ?",
+                            (agent, online_since)).fetchall():
+                return False
             return bool(conn.execute(
                 "SELECT 1 FROM executions WHERE client = ? AND status = 'assigned' "
                 "UNION ALL SELECT 1 FROM executions INDEXED BY executions_queued "
