@@ -1,4 +1,4 @@
-"""Command line: ``--server``, ``--agent``, or both in one process."""
+"""Command line: ``--server``, ``--agent``, or both in one process; ``db`` tools."""
 import _thread
 import argparse
 import logging
@@ -21,7 +21,8 @@ def parser():
         prog="octopus.pyz",
         description="Octopus: a task server and its agents in one file.",
         epilog="Every setting can also come from a config file (--config) or the environment "
-               "(OCTOPUS_<NAME>); run --help-settings to list them.")
+               "(OCTOPUS_<NAME>); run --help-settings to list them. Database tools: "
+               "'db backup FILE' and 'db check' (see 'db --help').")
     p.add_argument("--server", action="store_true", help="run the server (API and dashboard)")
     p.add_argument("--agent", action="store_true",
                    help="run an agent; with --server, a local agent in the same process")
@@ -37,6 +38,10 @@ def parser():
 
 
 def main(argv):
+    if argv[:1] == ["db"]:
+        from octopus import dbtool
+
+        return dbtool.main(argv[1:])
     args = parser().parse_args(argv)
     if args.help_settings:
         for title, table in (("Server", settings.SERVER_SETTINGS), ("Agent", settings.AGENT_SETTINGS)):

@@ -1,4 +1,4 @@
-"""Start the server: store, registry, app, scheduler and waitress."""
+"""Start the server: store, registry, app, scheduler, maintenance and waitress."""
 import logging
 import os
 
@@ -11,13 +11,14 @@ from octopus.plugins import Registry
 from octopus.server.app import create_app
 from octopus.server.auth import load_or_create_token
 from octopus.server.dispatch import Dispatcher
+from octopus.server.maintenance import Maintenance
 from octopus.server.scheduler import Scheduler
 from octopus.store import Store
 
 log = logging.getLogger("octopus.server")
 
 SERVER_LOGGERS = ("octopus.server", "octopus.store", "octopus.scheduler", "octopus.plugins",
-                  "waitress")
+                  "octopus.maintenance", "waitress")
 
 
 class Server:
@@ -49,6 +50,7 @@ class Server:
         # Cancels asked for before a restart are found in the store on next asks.
         self.dispatcher.cancel([a["name"] for a in self.store.agents_with_open_runs()])
         self.scheduler = Scheduler(config, self.store, self.dispatcher)
+        self.maintenance = Maintenance(config, self.store)
         app = create_app(config, self.store, self.registry, self.dispatcher,
                          self.admin_token, self.agent_token, str(resources.static_dir()))
         # Each waiting agent holds a thread: size the pool for waiters plus work.
@@ -76,6 +78,7 @@ class Server:
 
     def serve(self):
         self.scheduler.start()
+        self.maintenance.start()
         try:
             self.http.run()
         finally:
@@ -86,6 +89,7 @@ class Server:
         self.dispatcher.close()
 
     def close(self):
+        self.maintenance.stop()
         self.scheduler.stop()
         self.store.close()
         log.info("Server stopped")

@@ -1,6 +1,6 @@
 """The only package that runs SQL.
 
-``Store`` joins the query groups (tasks, runs, agents) over one Database and
+``Store`` joins the query groups (tasks, runs, agents, maintenance) over one Database and
 takes its clock and id generator from the caller, so tests control both.
 """
 import time
@@ -8,6 +8,7 @@ import uuid
 
 from octopus.store.agents import AgentQueries
 from octopus.store.db import Database
+from octopus.store.maintenance import MaintenanceQueries
 from octopus.store.migrate import migrate
 from octopus.store.runs import RunQueries
 from octopus.store.tasks import TaskQueries
@@ -17,7 +18,7 @@ def new_task_id():
     return uuid.uuid4().hex
 
 
-class Store(TaskQueries, RunQueries, AgentQueries):
+class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries):
     def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30):
         self._db = Database(path)
         self._clock = clock

@@ -78,6 +78,13 @@ class Database:
                 raise
 
     @contextlib.contextmanager
+    def exclusive(self):
+        """Yield the writer connection under the write lock, outside any
+        transaction: for VACUUM, which cannot run inside one."""
+        with self._write_lock:
+            yield self._writer
+
+    @contextlib.contextmanager
     def read(self):
         """Yield a reader connection; wrap multi-statement reads in BEGIN yourself."""
         conn = self._readers.get()
