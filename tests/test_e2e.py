@@ -384,3 +384,45 @@ def test_a_cancel_for_a_run_the_agent_no_longer_has_does_not_spin(cluster, tmp_p
     while time.monotonic() < deadline:  # a fixed window: what is measured is CPU spent in it
         time.sleep(0.1)
     assert _cpu_seconds(cluster.server.pid) - before < 0.5
+
+
+def test_an_interval_task_recurs_on_agents_until_cancelled(cluster, tmp_path):
+    cluster.start_server()
+    cluster.start_agent("tick")
+    api = cluster.api()
+    marks = tmp_path / "marks"
+    _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run", "type": "Interval",
+                                          "interval": 1, "args": ["echo x >> %s" % marks]})
+    assert task["status"] in ("Created", "Active") and task["next_run_at"]
+
+    def successes():
+        runs = api.call("GET", "/tasks/" + task["id"])[1]["executions"]
+        return [r for r in runs if r["status"] == "success"]
+
+    done = wait_for(lambda: len(successes()) >= 3 and successes(), 15, what="three runs")
+    slots = [r["due_at"] for r in done[:3]]
+    assert len(set(slots)) == 3 and all(r["attempt"] == 1 for r in done)
+    status, cancelled = api.call("POST", "/tasks/%s/cancel" % task["id"])
+    assert status == 200 and cancelled["next_run_at"] is None
+    final = wait_for(lambda: _final(api, task["id"]), 10, what="cancelled")
+    assert final["status"] == "cancelled"
+    count = len(final["executions"])
+    later = api.call("GET", "/tasks/%s?wait=2" % task["id"])[1]  # it stays stopped
+    assert len(later["executions"]) == count
+
+
+def test_a_failing_run_is_retried_after_its_delay(cluster, tmp_path):
+    cluster.start_server()
+    cluster.start_agent("retry")
+    api = cluster.api()
+    flag = tmp_path / "flag"
+    task = cluster.run_task(api, {
+        "plugin": "shell", "action": "run", "max_retries": 2, "retry_delay": 0.5,
+        "kwargs": {"timeout": 0.5},  # the first try outlives it and fails
+        "args": ["if [ -e {0} ]; then echo ok; else touch {0}; sleep 5; fi".format(flag)]})
+    assert task["status"] == "success"
+    first, second = task["executions"]
+    assert (first["attempt"], first["status"], second["attempt"], second["status"]) == (
+        1, "failed", 2, "success")
+    from octopus.timeutil import parse_iso
+    assert parse_iso(second["started_at"]) - parse_iso(first["finished_at"]) >= 0.45

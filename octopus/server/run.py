@@ -37,7 +37,8 @@ class Server:
                 log.warning("Generated the %s token into %s (mode 0600)", role, path)
         db_file = config.path(config.DB_FILE or "octopus.db")
         try:
-            self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT)
+            self.store = Store(db_file, client_timeout=config.CLIENT_TIMEOUT,
+                               retry_max_delay=config.RETRY_MAX_DELAY)
         except (apsw.Error, OSError, RuntimeError) as e:
             raise ConfigError("DB_FILE=%s cannot be used: %s" % (db_file, e))
         plugins_dir = (config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR

@@ -14,6 +14,7 @@ log = logging.getLogger("octopus.scheduler")
 TICK = 0.1  # seconds; bounds how late a task with a start time is offered
 RELEASE_OVERLAP = 1.0  # seconds each look at due tasks reaches back
 FIRE_BATCH = 200  # recurring tasks fired per write transaction, so others get the lock between
+FIRE_BUDGET = 1.0  # seconds one tick may spend firing before sweeping and looking again
 
 
 class Scheduler:
@@ -37,11 +38,26 @@ class Scheduler:
         # look is not skipped (handing out twice is harmless: it is a no-op).
         due = self._store.due_between(iso(min(now, self._released_at) - RELEASE_OVERLAP), until)
         self._released_at = now
-        # Not windowed: firing moves a task's slot on, so what is left is still due.
-        due += self._store.recurring_due(until)
         for i in range(0, len(due), FIRE_BATCH):
             hand_out(self._store, self._dispatcher, due[i:i + FIRE_BATCH])
-        return len(due)
+        return len(due) + self.fire_due(now)
+
+    def fire_due(self, now):
+        """Fire every recurring task whose slot has come, in batches, until none
+        is left or FIRE_BUDGET seconds have gone (the rest go next tick).
+        Not windowed: firing moves a task's slot on, so what is left is still due."""
+        fired, started = 0, time.monotonic()
+        while time.monotonic() - started < FIRE_BUDGET:
+            tasks = self._store.recurring_due(iso(now), FIRE_BATCH)
+            if not tasks:
+                break
+            woken = self._store.fire(tasks, self._dispatcher.waiting_names())
+            self._dispatcher.wake(woken)
+            self._dispatcher.wake_late_askers(len(tasks), woken)
+            fired += len(tasks)
+            if len(tasks) < FIRE_BATCH:
+                break
+        return fired
 
     def sweep_agents(self, now):
         """Agents silent for CLIENT_TIMEOUT are offline: their unfinished runs are lost."""

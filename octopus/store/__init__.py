@@ -19,11 +19,13 @@ def new_task_id():
 
 
 class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries):
-    def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30):
+    def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30,
+                 retry_max_delay=3600.0):
         self._db = Database(path)
         self._clock = clock
         self._new_id = new_id
         self.client_timeout = client_timeout
+        self.retry_max_delay = retry_max_delay
         self.schema_version = migrate(self._db)
 
     @property

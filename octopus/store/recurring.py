@@ -24,6 +24,8 @@ log = logging.getLogger("octopus.store")
 MAX_CATCH_UP = 100   # runs one task makes for missed slots with catch_up "all"
 MISFIRE_GRACE = 5    # seconds late a slot may still run with catch_up "none"
 QUEUE_LIMIT = 10     # runs waiting behind a running one with overlap "queue"
+FIRE_COLUMNS = ("id, owner, type, interval, timezone, execution_start_time, execution_end_time, "
+                "created_at, next_run_at, overlap, catch_up, status")
 
 
 def first_slot(task, now):
@@ -69,12 +71,24 @@ def due_slots(task, now):
 
 class RecurringQueries:
     def recurring_due(self, until, limit=1000):
-        """Ids of recurring tasks whose next slot is at or before ``until``."""
+        """Recurring tasks (rows as stored) whose next slot is at or before ``until``."""
         with self._db.read() as conn:
-            return [r["id"] for r in conn.execute(
-                "SELECT id FROM tasks INDEXED BY tasks_recurring "
+            return conn.execute(
+                "SELECT %s FROM tasks INDEXED BY tasks_recurring "
                 "WHERE status IN ('Created', 'Active') AND type != 'Adhoc' AND next_run_at <= ? "
-                "ORDER BY next_run_at LIMIT ?", (until, limit))]
+                "ORDER BY next_run_at LIMIT ?" % FIRE_COLUMNS, (until, limit)).fetchall()
+
+    def fire(self, tasks, candidates=()):
+        """Fire the slots of ``tasks`` (rows from recurring_due) in one
+        transaction; returns the agents to wake.  A row read before the
+        transaction is safe to use: _fire moves a slot on only if it is
+        still the one read."""
+        now = self._clock()
+        woken = set()
+        with self._db.write() as conn:
+            for task in tasks:
+                woken.update(self._fire(conn, task, now, candidates))
+        return woken
 
     def _fire(self, conn, task, now, candidates):
         """Fire a due recurring task's slots; returns the agents to wake."""
@@ -146,7 +160,7 @@ class RecurringQueries:
             return self._pending_runs(conn, task_id)
         return conn.execute(
             "SELECT count(*) AS n FROM executions WHERE task_id = ? AND client = ? "
-            "AND status IN (?, ?, ?)", (task_id, target) + RunStatus.PENDING).fetchall()[0]["n"]
+            "AND status IN ('queued', 'assigned', 'running')", (task_id, target)).fetchall()[0]["n"]
 
     def _insert_run(self, conn, task_id, client, status, slot, now, skipped=None):
         ts = iso(now)

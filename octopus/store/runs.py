@@ -172,9 +172,11 @@ class RunQueries(SettleQueries, RecurringQueries):
                 "SELECT id FROM tasks INDEXED BY tasks_due WHERE status = 'Created' "
                 "AND next_run_at > ? AND next_run_at <= ? AND type = ?",
                 (after, until, TaskType.ADHOC))]
+            # Only runs made to wait (retries): one due when made was offered then.
             runs = [r["task_id"] for r in conn.execute(
                 "SELECT DISTINCT task_id FROM executions INDEXED BY executions_queued_due "
-                "WHERE status = 'queued' AND due_at > ? AND due_at <= ?", (after, until))]
+                "WHERE status = 'queued' AND due_at > ? AND due_at <= ? AND due_at > created_at",
+                (after, until))]
         return list(dict.fromkeys(tasks + runs))
 
     def claim_runs(self, agent, capacity):

@@ -21,8 +21,6 @@ def lost_note(agent):
 
 
 class SettleQueries:
-    retry_max_delay = 3600.0
-
     def _settle_task(self, conn, task_id, run, res, ts):
         """Move the task on after ``run`` ended with ``res``; True if the task is now final.
 
@@ -92,9 +90,9 @@ class SettleQueries:
         return True
 
     def _pending_runs(self, conn, task_id):
-        return conn.execute(
-            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN (?, ?, ?)",
-            (task_id,) + RunStatus.PENDING).fetchall()[0]["n"]
+        return conn.execute(  # statuses spelled out for the executions_pending index
+            "SELECT count(*) AS n FROM executions WHERE task_id = ? "
+            "AND status IN ('queued', 'assigned', 'running')", (task_id,)).fetchall()[0]["n"]
 
     def _summary(self, conn, task_id):
         """The result of an ALL task: each agent's last try, and counts of them."""

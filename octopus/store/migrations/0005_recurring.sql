@@ -24,6 +24,9 @@ ALTER TABLE executions ADD COLUMN lease TEXT;
 -- agent (NULL: any agent), earliest due first.
 CREATE INDEX executions_queued ON executions (client, due_at) WHERE status = 'queued';
 CREATE INDEX executions_queued_due ON executions (due_at) WHERE status = 'queued';
+-- A task's unfinished runs (overlap checks, settling), without reading its history.
+CREATE INDEX executions_pending ON executions (task_id, client)
+    WHERE status IN ('queued', 'assigned', 'running');
 -- Recurring tasks by their next slot: the scheduler reads only due ones.
 CREATE INDEX tasks_recurring ON tasks (next_run_at)
     WHERE status IN ('Created', 'Active') AND type != 'Adhoc';
