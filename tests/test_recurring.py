@@ -328,3 +328,27 @@ def test_put_reschedules_a_recurring_task(api, clock):
     assert task["next_run_at"] == iso(clock() + 7200)
     r = api.call("PUT", "/tasks/" + task["id"], {"execution_start_time": iso(clock() + 60)})
     assert r.status_code == 200 and r.json["next_run_at"] == iso(clock() + 60)
+
+
+def test_an_all_tasks_waiting_run_is_lost_with_its_agent(store, clock):
+    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=30)
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 1})
+    task, _ = store.create_task(dict(BASE, owner="ALL", max_retries=1, retry_delay=100))
+    for name in ("a", "b"):
+        [run] = store.claim_runs(name, 1)
+        finish(store, name, run, "failed")  # each gets a retry, waiting 100 s
+    assert [r["status"] for r in runs(store, task["id"])] == ["failed", "failed", "queued",
+                                                              "queued"]
+    clock.advance(31)
+    store.heartbeat("b", {"concurrency": 1})  # a went away
+    scheduler.sweep_agents(clock())
+    clock.advance(100)
+    store.heartbeat("b", {"concurrency": 1})
+    [retry] = store.claim_runs("b", 1)
+    finish(store, "b", retry)
+    done = store.get_task(task["id"])
+    assert done["status"] == "Done"
+    assert done["result"]["agents"]["a"]["status"] == "lost"
+    assert done["result"]["agents"]["b"] == {"status": "success", "result": "success",
+                                             "attempts": 2}

@@ -337,11 +337,14 @@ class RunQueries(SettleQueries, RecurringQueries):
                 "AND cancel_requested IS NOT NULL", (agent,))]
 
     def agents_with_open_runs(self):
-        """Names of agents that hold runs not yet reported, with their last heartbeat."""
+        """Names of agents that hold runs not yet reported (or an ALL task's
+        waiting runs), with their last heartbeat."""
         with self._db.read() as conn:
             return conn.execute(
                 "SELECT a.name, a.last_heartbeat FROM agents a WHERE EXISTS (SELECT 1 FROM "
-                "executions e WHERE e.client = a.name AND e.status IN ('assigned', 'running'))"
+                "executions e WHERE e.client = a.name AND e.status IN ('assigned', 'running')) "
+                "OR EXISTS (SELECT 1 FROM executions e WHERE e.client = a.name AND e.status = "
+                "'queued' AND (SELECT owner FROM tasks WHERE id = e.task_id) = 'ALL')"
                 ).fetchall()
 
     # -- reading ----------------------------------------------------------

@@ -72,7 +72,9 @@ class SettleQueries:
         if status not in RETRYABLE or task["cancelled_at"]:
             return False
         budget = task["max_retries"]
-        if status == RunStatus.LOST and task["owner"] != TaskOwnership.ALL:
+        if status == RunStatus.LOST:
+            if task["owner"] == TaskOwnership.ALL:
+                return False  # that agent's share is lost: it is gone
             budget = max(budget, 1)
         if run["attempt"] > budget:
             return False
@@ -114,7 +116,8 @@ class SettleQueries:
 
         Returns ``(finished, requeued)``: tasks now final, and tasks with a
         run waiting again for any agent (an Anyone run it never picked up,
-        or a retry of a lost one).  With ``keep`` (the run ids the agent says
+        or a retry of a lost one).  An ALL task's runs waiting for this agent
+        (queued behind another, or a retry) are lost with it.  With ``keep`` (the run ids the agent says
         it has), only its running runs that it does not have and that
         started before ``started_before`` are lost: a run whose hand-out is
         still on its way is left alone.
@@ -124,12 +127,15 @@ class SettleQueries:
         error = lost_note(agent)
         with self._db.write() as conn:
             for run in conn.execute(
-                    "SELECT id, task_id, client, status, attempt, started_at, cancel_requested "
-                    "FROM executions WHERE client = ? AND status IN (?, ?)",
-                    (agent,) + RunStatus.OPEN).fetchall():
+                    "SELECT e.id, e.task_id, e.client, e.status, e.attempt, e.started_at, "
+                    "e.cancel_requested, t.owner FROM executions e JOIN tasks t "
+                    "ON t.id = e.task_id WHERE e.client = ? AND e.status IN "
+                    "('queued', 'assigned', 'running')", (agent,)).fetchall():
                 if keep is not None and (run["status"] != RunStatus.RUNNING or run["id"] in keep
                                          or run["started_at"] >= started_before):
                     continue
+                if run["status"] == RunStatus.QUEUED and run["owner"] != TaskOwnership.ALL:
+                    continue  # a named agent's waiting run waits for it to come back
                 if run["status"] == RunStatus.ASSIGNED and self._requeue(conn, run, ts):
                     requeued.append(run["task_id"])
                     continue
