@@ -3,7 +3,7 @@ import time
 
 import falcon
 
-from octopus.server import agents, maintenance, system, tasks
+from octopus.server import agents, maintenance, overview, system, tasks
 from octopus.server.auth import AuthMiddleware
 from octopus.server.errors import handle_unexpected, serialize_error
 
@@ -25,6 +25,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/executions", tasks.ExecutionsResource(store))
     app.add_route("/executions/{run_id:int(min=1, max=%d)}" % agents.MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))
+    app.add_route("/stats", overview.StatsResource(store, clock))
+    app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))
     app.add_route("/heartbeat", agents.HeartbeatResource(config, store, registry, dispatcher, clock))
     app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher))

@@ -6,7 +6,7 @@ import falcon
 from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
 from octopus.server.dispatch import hand_out
-from octopus.server.errors import conflict, not_found, read_json
+from octopus.server.errors import bad_request, conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, ConflictError
 
 log = logging.getLogger("octopus.server")
@@ -35,11 +35,14 @@ class TasksResource:
         resp.media = task
 
     def on_get(self, req, resp):
-        validate.only_params(req, FILTERS + ("limit", "offset"))
+        validate.only_params(req, FILTERS + ("limit", "offset", "q"))
         filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
         limit = validate.int_param(req, "limit", 100, 1, 1000)
         offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
-        tasks, total = self._store.list_tasks(filters, limit, offset)
+        text = req.get_param("q")
+        if text is not None and len(text) > 200:
+            raise bad_request("q must be at most 200 characters", "q")
+        tasks, total = self._store.list_tasks(filters, limit, offset, text=text or None)
         resp.media = {"tasks": tasks, "total": total, "limit": limit, "offset": offset}
 
 

@@ -41,7 +41,7 @@ def _reject_unknown(body):
             raise bad_request("unknown field %s" % key[:64], key[:64])
 
 
-def _time(body, field):
+def time_field(body, field):
     value = body.get(field)
     if value is None:
         return None
@@ -72,14 +72,14 @@ def task_fields(body, registry, existing=None):
     if merged["type"] not in TaskType.ALL:
         raise bad_request("type must be one of %s" % ", ".join(TaskType.ALL), "type")
     clean["type"] = merged["type"]
-    clean["execution_start_time"] = _time(merged, "execution_start_time")
-    clean["execution_end_time"] = _time(merged, "execution_end_time")
+    clean["execution_start_time"] = time_field(merged, "execution_start_time")
+    clean["execution_end_time"] = time_field(merged, "execution_end_time")
     if (clean["execution_start_time"] and clean["execution_end_time"]
             and clean["execution_end_time"] <= clean["execution_start_time"]):
         raise bad_request("execution_end_time must be after execution_start_time",
                           "execution_end_time")
-    clean["timezone"] = _timezone(merged["timezone"])
-    clean["interval"] = _interval(merged["interval"], clean["type"], clean["timezone"])
+    clean["timezone"] = timezone_field(merged["timezone"])
+    clean["interval"] = interval_field(merged["interval"], clean["type"], clean["timezone"])
     if clean["type"] in TaskType.RECURRING:
         _window(clean)
     timeout = merged["timeout"]
@@ -119,7 +119,7 @@ def _retries(body):
     return {k: body[k] for k in ("max_retries", "retry_delay", "retry_backoff")}
 
 
-def _timezone(name):
+def timezone_field(name):
     if name is None:
         return None
     try:
@@ -129,7 +129,7 @@ def _timezone(name):
     return name
 
 
-def _interval(value, kind, tz_name):
+def interval_field(value, kind, tz_name):
     """Interval: whole seconds; Scheduled: a cron; Adhoc: none."""
     if kind == TaskType.ADHOC:
         if value is not None:

@@ -1,6 +1,6 @@
 """The only package that runs SQL.
 
-``Store`` joins the query groups (tasks, runs, agents, maintenance) over one Database and
+``Store`` joins the query groups (tasks, runs, agents, maintenance, stats) over one Database and
 takes its clock and id generator from the caller, so tests control both.
 """
 import time
@@ -11,6 +11,7 @@ from octopus.store.db import Database
 from octopus.store.maintenance import MaintenanceQueries
 from octopus.store.migrate import migrate
 from octopus.store.runs import RunQueries
+from octopus.store.stats import StatsQueries
 from octopus.store.tasks import TaskQueries
 
 
@@ -18,7 +19,7 @@ def new_task_id():
     return uuid.uuid4().hex
 
 
-class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries):
+class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQueries):
     def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30,
                  retry_max_delay=3600.0):
         self._db = Database(path)

@@ -7,6 +7,7 @@ from octopus.timeutil import iso, parse_iso
 _JSON = ("args", "kwargs")
 FILTERS = ("status", "owner", "type", "executor", "plugin")
 MAX_PAGE = 1000  # rows in one page of a listing
+SEARCHED = ("id", "plugin", "action", "owner", "executor", "args", "kwargs")
 RESCHEDULE = {"type", "interval", "timezone", "execution_start_time", "execution_end_time"}
 
 
@@ -63,14 +64,22 @@ class TaskQueries:
         rows = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchall()
         return task_from_row(rows[0]) if rows else None
 
-    def list_tasks(self, filters=None, limit=100, offset=0):
-        """Newest first. Returns ``(tasks, total)`` where total ignores the page."""
+    def list_tasks(self, filters=None, limit=100, offset=0, text=None):
+        """Newest first. Returns ``(tasks, total)`` where total ignores the page.
+
+        ``text`` keeps tasks with it in their id, plugin, action, owner,
+        executor, args or kwargs (case-insensitive for ASCII).
+        """
         where, params = [], []
         for name, value in (filters or {}).items():
             if name not in FILTERS:
                 raise KeyError(name)
             where.append("%s = ?" % name)
             params.append(value)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(" + " OR ".join("%s LIKE ? ESCAPE '\\'" % c for c in SEARCHED) + ")")
+            params.extend([pattern] * len(SEARCHED))
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         with self._db.read() as conn:
             conn.execute("BEGIN")

@@ -1,0 +1,84 @@
+"""Routes the dashboard reads: /stats, /schedule/preview, and text search in /tasks."""
+from datetime import datetime
+
+import pytest
+
+from octopus import schedule
+from octopus.timeutil import iso, parse_iso
+from test_api import assert_error, create, heartbeat, report, work
+
+
+def test_stats_count_tasks_agents_and_runs_by_outcome_per_bucket(api, clock):
+    for outcome in ("success", "failed", "success"):
+        heartbeat(api, "a")
+        create(api, owner="a")
+        [run] = work(api, "a")
+        report(api, "a", run["id"], status=outcome)
+        clock.advance(600)  # ten minutes apart
+    create(api, owner="b")
+    r = api.call("GET", "/stats?hours=1&buckets=6")
+    assert r.status_code == 200
+    stats = r.json
+    assert stats["tasks"] == {"success": 2, "failed": 1, "Created": 1}
+    assert stats["agents"] == {"online": 0, "offline": 1}  # 10 minutes without a heartbeat
+    runs = stats["runs"]
+    assert runs["bucket_seconds"] == 600 and len(runs["buckets"]) == 6
+    counts = [{k: v for k, v in b.items() if k != "start"} for b in runs["buckets"]]
+    assert counts[3:] == [{"success": 1}, {"failed": 1}, {"success": 1}]
+    assert all(parse_iso(b["start"]) for b in runs["buckets"])
+
+
+@pytest.mark.parametrize("query, field", [
+    ("hours=0", "hours"), ("hours=x", "hours"), ("buckets=0", "buckets"),
+    ("buckets=1000", "buckets"), ("since=1", "since")])
+def test_stats_refuses_bad_parameters(api, query, field):
+    assert_error(api.call("GET", "/stats?" + query), 400, field)
+
+
+def test_schedule_preview_gives_the_next_cron_times_in_a_zone(api, clock):
+    r = api.call("GET", "/schedule/preview", params={
+        "type": "Scheduled", "interval": "30 9 * * MON-FRI", "timezone": "Europe/Paris"})
+    assert r.status_code == 200, r.text
+    times = [datetime.fromtimestamp(parse_iso(t), schedule.zone("Europe/Paris"))
+             for t in r.json["next"]]
+    assert len(times) == 5 and times == sorted(times)
+    assert all((t.hour, t.minute) == (9, 30) and t.weekday() < 5 for t in times)
+    assert parse_iso(r.json["next"][0]) > clock()
+
+
+def test_schedule_preview_of_an_interval_starts_at_its_start_time(api, clock):
+    start = iso(clock() + 3600)
+    r = api.call("GET", "/schedule/preview", params={
+        "type": "Interval", "interval": "90", "execution_start_time": start, "count": "3"})
+    assert r.json["next"] == [start, iso(clock() + 3690), iso(clock() + 3780)]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"interval": "61 * * * *"}, "interval"),
+    ({"interval": "* * * *"}, "interval"),
+    ({}, "interval"),
+    ({"interval": "0 9 * * *", "timezone": "Nowhere/Land"}, "timezone"),
+    ({"type": "Adhoc", "interval": "5"}, "type"),
+    ({"type": "Interval", "interval": "0"}, "interval"),
+    ({"interval": "0 9 * * *", "count": "99"}, "count"),
+    ({"interval": "0 9 * * *", "execution_start_time": "tomorrow"}, "execution_start_time"),
+    ({"interval": "0 9 * * *", "cron": "x"}, "cron"),
+])
+def test_schedule_preview_names_the_bad_field(api, params, field):
+    assert_error(api.call("GET", "/schedule/preview", params=params), 400, field)
+
+
+def test_task_search_matches_plugin_action_owner_and_arguments(api):
+    a = create(api, args=["needle-in-args"])
+    b = create(api, owner="web-7")
+    c = create(api, kwargs={"path": "/tmp/100%_sure"})
+    found = lambda q: {t["id"] for t in api.call("GET", "/tasks", params={"q": q}).json["tasks"]}
+    assert found("NEEDLE") == {a["id"]}
+    assert found("web-7") == {b["id"]}
+    assert found("100%_") == {c["id"]}  # % and _ are literal, not wildcards
+    assert found("%") == {c["id"]}
+    assert found(a["id"][:12]) == {a["id"]}
+    assert found("echo") == {a["id"], b["id"], c["id"]}
+    r = api.call("GET", "/tasks", params={"q": "echo", "owner": "web-7"})
+    assert r.json["total"] == 1
+    assert_error(api.call("GET", "/tasks", params={"q": "x" * 201}), 400, "q")
