@@ -31,14 +31,15 @@ def _int(low=None, high=None):
     return parse
 
 
-def _float(low=0.0):
+def _float(low=0.0, high=float("inf")):
     def parse(text):
         value = float(str(text).strip())
-        if value != value or value < low or value == float("inf"):
+        if value != value or value < low or value >= high or value == float("inf"):
             raise ValueError
         return value
 
-    parse.accepts = "a number >= %g" % low
+    parse.accepts = ("a number >= %g" % low if high == float("inf")
+                     else "a number from %g to %g" % (low, high))
     return parse
 
 
@@ -146,7 +147,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("VACUUM_SCHEDULE", "0 3 * * 0", _cron, "When to VACUUM the database (cron, UTC); empty: never."),
     Setting("REINDEX_SCHEDULE", "0 3 1 * *", _cron, "When to REINDEX the database (cron, UTC); empty: never."),
     Setting("OPTIMIZE_SCHEDULE", "30 3 * * *", _cron, "When to run PRAGMA optimize (cron, UTC); empty: never."),
-    Setting("RETRY_MAX_DELAY", 3600, _float(0), "Longest wait before a retry, whatever a task's retry_delay and retry_backoff."),
+    Setting("RETRY_MAX_DELAY", 3600, _float(0, 10 ** 7), "Longest wait before a retry, whatever a task's retry_delay and retry_backoff."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token."),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token."),

@@ -60,6 +60,8 @@ def test_contract_flags_exist():
     ({"OCTOPUS_LOG_LEVEL": "LOUD"}, ["OCTOPUS_LOG_LEVEL", "DEBUG, INFO"]),
     ({"OCTOPUS_DEBUG_MODE": "maybe"}, ["OCTOPUS_DEBUG_MODE", "true or false"]),
     ({"OCTOPUS_TASK_ASSIGNMENT_DELAY": "nan"}, ["OCTOPUS_TASK_ASSIGNMENT_DELAY", "number"]),
+    ({"OCTOPUS_RETRY_MAX_DELAY": "1e12"}, ["OCTOPUS_RETRY_MAX_DELAY", "from 0 to 1e+07"]),
+    ({"OCTOPUS_VACUUM_SCHEDULE": "0 3 * *"}, ["OCTOPUS_VACUUM_SCHEDULE", "5-field cron"]),
 ])
 def test_a_bad_value_names_the_setting_and_what_it_accepts(env, words):
     with pytest.raises(settings.ConfigError) as e:

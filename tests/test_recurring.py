@@ -352,3 +352,106 @@ def test_an_all_tasks_waiting_run_is_lost_with_its_agent(store, clock):
     assert done["result"]["agents"]["a"]["status"] == "lost"
     assert done["result"]["agents"]["b"] == {"status": "success", "result": "success",
                                              "attempts": 2}
+
+
+# -- found in review --------------------------------------------------------------
+
+def test_queued_runs_start_one_after_another_even_with_two_agents_asking(store, clock):
+    scheduler, _ = make(store, clock)
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 2})
+    task, _ = store.create_task(every(10, overlap="queue"))
+    [first] = store.claim_runs("a", 2)
+    for _ in range(2):
+        clock.advance(10)
+        for name in ("a", "b"):
+            store.heartbeat(name, {"concurrency": 2})
+        scheduler.release_due(clock())
+    finish(store, "a", first)
+    store.hand_out([task["id"]], ["a", "b"])
+    assert len(store.claim_runs("a", 2) + store.claim_runs("b", 2)) == 1
+    assert [r["status"] for r in runs(store, task["id"])].count("queued") == 1
+
+
+def test_blocked_queued_runs_do_not_hide_claimable_ones(store, clock):
+    scheduler, _ = make(store, clock)
+    store.heartbeat("a", {"concurrency": 10})
+    blocked = [store.create_task(every(10, overlap="queue"))[0] for _ in range(3)]
+    assert len(store.claim_runs("a", 10)) == 3
+    for _ in range(9):
+        clock.advance(10)
+        store.heartbeat("a", {"concurrency": 40})
+        scheduler.release_due(clock())  # 27 runs queued behind the three running ones
+    retry, _ = store.create_task(dict(BASE, max_retries=1, retry_delay=0))
+    store.heartbeat("b", {"concurrency": 1})
+    [run] = store.claim_runs("b", 1)
+    finish(store, "b", run, "failed")
+    [again] = store.claim_runs("b", 1)
+    assert again["task_id"] == retry["id"] and again["attempt"] == 2
+    assert blocked
+
+
+def test_changing_a_window_does_not_fire_a_slot_again(store, clock):
+    scheduler, _ = make(store, clock)
+    task, _ = store.create_task(every(60, owner="a", execution_start_time=iso(clock())))
+    clock.advance(10)
+    store.update_task(task["id"], {"execution_end_time": iso(clock() + 3600)})
+    store.update_task(task["id"], {"interval": "60"})
+    scheduler.release_due(clock())
+    assert [r["due_at"] for r in runs(store, task["id"])] == [iso(clock() - 10)]
+    assert store.get_task(task["id"])["next_run_at"] == iso(clock() + 50)
+    store.update_task(task["id"], {"execution_end_time": iso(clock() + 20)})
+    assert store.get_task(task["id"])["next_run_at"] is None  # its window closes first
+
+
+def test_a_late_report_withdraws_only_its_own_retry(store, clock):
+    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=30)
+    store.heartbeat("a", {"concurrency": 4})
+    task, _ = store.create_task(every(10, overlap="parallel"))
+    clock.advance(10)
+    store.heartbeat("a", {"concurrency": 4})
+    scheduler.release_due(clock())
+    one, two = store.claim_runs("a", 4)
+    assert store.lose_runs("a")[1] == [task["id"]]
+    statuses = [(r["status"], r["attempt"]) for r in runs(store, task["id"])]
+    assert statuses == [("lost", 1), ("lost", 1), ("queued", 2), ("queued", 2)]
+    assert finish(store, "a", two)[0] == [two["id"]]
+    assert finish(store, "a", one)[0] == [one["id"]]
+    assert [r["status"] for r in runs(store, task["id"])] == ["success", "success"]
+
+
+def test_catch_up_all_runs_every_missed_slot_even_when_overlap_skips(store, clock):
+    store.heartbeat("a", {"concurrency": 1})
+    task, _ = store.create_task(every(60, catch_up="all"))
+    [run] = store.claim_runs("a", 1)
+    finish(store, "a", run)
+    clock.advance(60 * 3 + 1)  # down through three slots
+    make(store, clock)[0].release_due(clock())
+    assert [r["status"] for r in runs(store, task["id"])] == ["success"] + ["queued"] * 3
+
+
+def test_an_interval_start_in_the_past_runs_no_past_slot(store, clock):
+    task, _ = store.create_task(every(3600, owner="a", execution_start_time=iso(clock() - 5400)))
+    assert task["next_run_at"] == iso(clock() + 1800) and runs(store, task["id"]) == []
+
+
+def test_a_sweep_loses_nothing_of_an_agent_that_came_back_meanwhile(store, clock):
+    store.heartbeat("a", {"concurrency": 1})
+    task, _ = store.create_task(dict(BASE, owner="a"))
+    store.claim_runs("a", 1)
+    clock.advance(31)
+    cutoff = iso(clock() - 30)
+    store.heartbeat("a", {"concurrency": 1})  # between the sweep's look and its write
+    assert store.lose_runs("a", silent_since=cutoff) == ([], [])
+    assert [r["status"] for r in runs(store, task["id"])] == ["running"]
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"type": "Interval", "interval": "\u00b2"}, "interval"),
+    ({"type": "Interval", "interval": "\u0661\u0660"}, "interval"),
+    ({"type": "Scheduled", "interval": "59 23 31 12 *",
+      "execution_start_time": "9999-12-31T23:59:30Z"}, "execution_start_time"),
+])
+def test_more_bad_schedules_are_400s(api, fields, field):
+    with unchanged(api):
+        assert_error(api.call("POST", "/tasks", dict(ECHO, **fields)), 400, field)

@@ -45,13 +45,16 @@ class Outbox:
         results = []
         for name in os.listdir(self._path):
             stem, ext = os.path.splitext(name)
+            if ext == ".tmp":  # a write cut short: its run is still in the server's hands
+                os.remove(os.path.join(self._path, name))
+                continue
             if ext != ".json" or not stem.isdigit():
                 continue
             try:
                 with open(os.path.join(self._path, name), encoding="utf-8") as f:
                     result = json.load(f)
-                if result.get("id") != int(stem):
-                    raise ValueError("names another run")
+                if not isinstance(result, dict) or result.get("id") != int(stem):
+                    raise ValueError("not this run's result")
             except (OSError, ValueError) as e:
                 log.error("Outbox file %s is unreadable (%s): set aside", name, e)
                 os.replace(os.path.join(self._path, name),

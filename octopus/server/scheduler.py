@@ -73,7 +73,7 @@ class Scheduler:
         cutoff = iso(now - self._config.CLIENT_TIMEOUT)
         for agent in self._store.agents_with_open_runs():
             if agent["last_heartbeat"] < cutoff:
-                finished, requeued = self._store.lose_runs(agent["name"])
+                finished, requeued = self._store.lose_runs(agent["name"], silent_since=cutoff)
                 log.warning("Agent %s is offline: its runs are recorded as lost (tasks given "
                             "another try: %s)", agent["name"], ", ".join(requeued) or "none")
                 self._dispatcher.tasks_finished(finished)

@@ -1,4 +1,5 @@
 """Checks on what clients send; each failure names its field."""
+import re
 import time
 
 from octopus import schedule
@@ -136,7 +137,7 @@ def interval_field(value, kind, tz_name):
             raise bad_request("interval is only for Interval and Scheduled tasks", "interval")
         return None
     if kind == TaskType.INTERVAL:
-        if isinstance(value, str) and value.strip().isdigit() and len(value) < 12:
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,11}\s*", value):
             value = int(value)
         if not (isinstance(value, int) and _number(value, 1, schedule.MAX_INTERVAL)):
             raise bad_request("interval of an Interval task must be whole seconds from 1 to %d"
@@ -155,11 +156,16 @@ def interval_field(value, kind, tz_name):
 
 
 def _window(clean):
-    """A recurring task must have a slot inside its window."""
+    """A recurring task must have a slot, inside its window."""
+    probe = dict(clean, created_at=iso(time.time()))
+    try:
+        first = first_slot(probe, parse_iso(probe["created_at"]))
+        iso(first)
+    except (schedule.ScheduleError, ValueError, OverflowError):
+        raise bad_request("no run can be scheduled after execution_start_time",
+                          "execution_start_time")
     if clean["execution_end_time"] is None:
         return
-    probe = dict(clean, created_at=iso(time.time()))
-    first = first_slot(probe, parse_iso(probe["created_at"]))
     if first > parse_iso(clean["execution_end_time"]):
         raise bad_request("execution_end_time is before the task's first run (%s)" % iso(first),
                           "execution_end_time")

@@ -35,14 +35,29 @@ def first_slot(task, now):
              else None)
     if task["type"] == "Interval":
         anchor = start if start is not None else now
+        # The first slot at or after now (a millisecond of slack: times are stored to the ms).
         return anchor if anchor >= now else next_fire("Interval", task["interval"], None,
-                                                      anchor, now - int(task["interval"]))
+                                                      anchor, now - 0.001)
     after = max(start - 1, now) if start is not None and start > now else now
     return next_fire(task["type"], task["interval"], zone(task.get("timezone")), None, after)
 
 
 def _anchor(task):
     return parse_iso(task["execution_start_time"] or task["created_at"])
+
+
+def reschedule(task, changed, now, last_due):
+    """The next slot (epoch, or None) of a recurring task whose schedule
+    fields ``changed``: never a slot already fired (``last_due``)."""
+    if task["status"] == TaskStatus.CREATED:
+        following = first_slot(task, now)
+    elif set(changed) == {"execution_end_time"}:
+        following = parse_iso(task["next_run_at"]) if task["next_run_at"] else None
+    else:
+        following = next_fire(task["type"], task["interval"], zone(task["timezone"]),
+                              _anchor(task), max(now, last_due or now))
+    end = task["execution_end_time"]
+    return None if following is None or (end and following > parse_iso(end)) else following
 
 
 def due_slots(task, now):
@@ -94,13 +109,14 @@ class RecurringQueries:
         """Fire a due recurring task's slots; returns the agents to wake."""
         try:
             fire, following, missed = due_slots(task, now)
-        except (ScheduleError, ValueError) as e:  # e.g. its zone left the host's database
+            following = None if following is None else iso(following)
+        except (ScheduleError, ValueError, OverflowError) as e:  # e.g. its zone left the host
             log.error("Task %s cannot be scheduled (%s): it stops recurring", task["id"], e)
             fire, following, missed = [], None, 0
         ts = iso(now)
         conn.execute("UPDATE tasks SET status = ?, next_run_at = ?, updated_at = ? "
                      "WHERE id = ? AND next_run_at = ? AND status IN (?, ?)",
-                     (TaskStatus.ACTIVE, None if following is None else iso(following), ts,
+                     (TaskStatus.ACTIVE, following, ts,
                       task["id"], task["next_run_at"], TaskStatus.CREATED, TaskStatus.ACTIVE))
         if conn.changes() != 1:
             return set()  # fired by someone else meanwhile
@@ -108,13 +124,16 @@ class RecurringQueries:
             log.warning("Task %s missed %d slot(s) while the server was down or busy "
                         "(catch_up=%s)", task["id"], missed, task["catch_up"])
         woken = set()
+        # Runs made by this call for earlier missed slots are not "the previous
+        # run still going": catch_up "all" makes one per slot whatever the overlap.
+        before = conn.execute("SELECT coalesce(max(id), 0) AS n FROM executions").fetchall()[0]["n"]
         for slot in fire:
-            woken.update(self._fire_slot(conn, task, iso(slot), now, candidates))
+            woken.update(self._fire_slot(conn, task, iso(slot), now, candidates, before))
         if following is None and not self._pending_runs(conn, task["id"]):
             self._end(conn, self._get_task(conn, task["id"]), ts)
         return woken
 
-    def _fire_slot(self, conn, task, slot, now, candidates):
+    def _fire_slot(self, conn, task, slot, now, candidates, before):
         """Make one slot's runs by the owner rule; returns the agents to wake."""
         owner = task["owner"]
         if owner == TaskOwnership.ALL:
@@ -127,11 +146,11 @@ class RecurringQueries:
             targets = [None if owner == TaskOwnership.ANYONE else owner]
         woken = set()
         for target in targets:
-            woken.update(self._fire_target(conn, task, target, slot, now, candidates))
+            woken.update(self._fire_target(conn, task, target, slot, now, candidates, before))
         return woken
 
-    def _fire_target(self, conn, task, target, slot, now, candidates):
-        waiting = self._pending_on(conn, task["id"], target)
+    def _fire_target(self, conn, task, target, slot, now, candidates, before):
+        waiting = self._pending_on(conn, task["id"], target, before)
         if waiting and task["overlap"] == Overlap.SKIP:
             self._insert_run(conn, task["id"], target, RunStatus.SKIPPED, slot, now,
                              "the previous run was still going")
@@ -154,13 +173,14 @@ class RecurringQueries:
         conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
         return [agent]
 
-    def _pending_on(self, conn, task_id, target):
-        """Unfinished runs of the task on ``target`` (None: on any agent)."""
-        if target is None:
-            return self._pending_runs(conn, task_id)
+    def _pending_on(self, conn, task_id, target, before):
+        """Unfinished runs of the task on ``target`` (None: on any agent) made
+        before run id ``before``."""
         return conn.execute(
-            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND client = ? "
-            "AND status IN ('queued', 'assigned', 'running')", (task_id, target)).fetchall()[0]["n"]
+            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN "
+            "('queued', 'assigned', 'running') AND id <= ?%s"
+            % ("" if target is None else " AND client = ?"),
+            (task_id, before) + (() if target is None else (target,))).fetchall()[0]["n"]
 
     def _insert_run(self, conn, task_id, client, status, slot, now, skipped=None):
         ts = iso(now)

@@ -21,10 +21,12 @@ EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, attempt, due_at, result,
                           "created_at, started_at, finished_at, duration")
 # A waiting run may start unless its task queues runs (overlap "queue") and
 # one before it on the same agent (any agent, for an Anyone run) is going.
-# ``{run}`` names the waiting run's table in the statement.
+# ``{run}`` names the waiting run's table in the statement.  The redundant
+# status list lets SQLite read the executions_pending index, not the history.
 MAY_START = ("(SELECT overlap FROM tasks WHERE id = {run}.task_id) != 'queue' OR NOT EXISTS ("
              "SELECT 1 FROM executions o WHERE o.task_id = {run}.task_id AND o.status IN "
-             "('assigned', 'running') AND ({run}.client IS NULL OR o.client = {run}.client))")
+             "('queued', 'assigned', 'running') AND o.status IN ('assigned', 'running') "
+             "AND ({run}.client IS NULL OR o.client = {run}.client))")
 
 
 def new_lease():
@@ -119,8 +121,9 @@ class RunQueries(SettleQueries, RecurringQueries):
         """Offer the task's waiting runs that may start now; returns the agents to wake."""
         woken = set()
         for run in conn.execute(
-                "SELECT e.id, e.client FROM executions e WHERE e.task_id = ? AND e.status = "
-                "'queued' AND e.due_at <= ? AND (%s) ORDER BY e.due_at, e.id" % MAY_START.format(run="e"),
+                "SELECT e.id, e.client FROM executions e WHERE e.task_id = ? AND e.status IN "
+                "('queued', 'assigned', 'running') AND e.status = 'queued' AND e.due_at <= ? "
+                "AND (%s) ORDER BY e.due_at, e.id" % MAY_START.format(run="e"),
                 (task_id, iso(now))).fetchall():
             if run["client"] is not None:
                 woken.add(run["client"])  # it claims the run when it asks
@@ -128,9 +131,12 @@ class RunQueries(SettleQueries, RecurringQueries):
             agent = self._least_busy_agent(conn, now, candidates)
             if agent is None:
                 break
-            conn.execute("UPDATE executions SET status = ?, client = ?, updated_at = ? "
-                         "WHERE id = ? AND status = ?",
-                         (RunStatus.ASSIGNED, agent, iso(now), run["id"], RunStatus.QUEUED))
+            # Checked again: one queued behind another may not start beside it.
+            conn.execute("UPDATE executions SET status = 'assigned', client = ?, updated_at = ? "
+                         "WHERE id = ? AND status = 'queued' AND (%s)"
+                         % MAY_START.format(run="executions"), (agent, iso(now), run["id"]))
+            if conn.changes() != 1:
+                continue
             conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
             woken.add(agent)
         return woken
@@ -196,10 +202,12 @@ class RunQueries(SettleQueries, RecurringQueries):
             for sql, params in (
                     ("SELECT id FROM executions WHERE client = ? AND status = 'assigned' "
                      "ORDER BY id LIMIT ?", (agent,)),
-                    ("SELECT id FROM executions INDEXED BY executions_queued WHERE client = ? "
-                     "AND status = 'queued' AND due_at <= ? ORDER BY due_at LIMIT ?", (agent, ts)),
-                    ("SELECT id FROM executions INDEXED BY executions_queued WHERE client IS NULL "
-                     "AND status = 'queued' AND due_at <= ? ORDER BY due_at LIMIT ?", (ts,))):
+                    ("SELECT id FROM executions e INDEXED BY executions_queued WHERE client = ? "
+                     "AND status = 'queued' AND due_at <= ? AND (%s) ORDER BY due_at LIMIT ?"
+                     % MAY_START.format(run="e"), (agent, ts)),
+                    ("SELECT id FROM executions e INDEXED BY executions_queued WHERE client IS NULL "
+                     "AND status = 'queued' AND due_at <= ? AND (%s) ORDER BY due_at LIMIT ?"
+                     % MAY_START.format(run="e"), (ts,))):
                 for row in conn.execute(sql, params + (capacity - len(claimed) + 20,)).fetchall():
                     if len(claimed) < capacity and self._start_run(conn, row["id"], agent, ts):
                         claimed.append(row["id"])
@@ -279,7 +287,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return acked, rejected, finished, list(dict.fromkeys(ready))
 
     def _finish_one(self, conn, agent, res, ts, finished, ready):
-        rows = conn.execute("SELECT task_id, client, status, attempt, lease FROM executions "
+        rows = conn.execute("SELECT id, task_id, client, status, attempt, lease FROM executions "
                             "WHERE id = ?", (res["id"],)).fetchall()
         if not rows:
             return "unknown run"
@@ -295,11 +303,10 @@ class RunQueries(SettleQueries, RecurringQueries):
         if run["status"] == RunStatus.LOST:
             # Its agent was cut off, then came back: the report stands, and
             # withdraws a retry not started yet, unless another try has started.
-            if self._superseded(conn, run["task_id"], res["id"], agent):
+            if self._superseded(conn, run["task_id"], res["id"]):
                 return "fenced: the run was lost and tried again since"
-            conn.execute("DELETE FROM executions WHERE task_id = ? AND id > ? AND status = "
-                         "'queued' AND attempt = ? AND (client IS NULL OR client = ?)",
-                         (run["task_id"], res["id"], run["attempt"] + 1, agent))
+            conn.execute("DELETE FROM executions WHERE retry_of = ? AND status = 'queued'",
+                         (res["id"],))
             self._record(conn, res, ts)
             if self._settle_task(conn, run["task_id"], run, res, ts):
                 finished.append(run["task_id"])
@@ -317,17 +324,13 @@ class RunQueries(SettleQueries, RecurringQueries):
                      (res["status"], dumps(res.get("result")), res.get("output"),
                       res.get("duration"), ts, ts, res["id"]))
 
-    def _superseded(self, conn, task_id, run_id, agent):
-        """Has the task started a run after ``run_id`` (on the same agent, for ALL),
-        or ended?"""
-        rows = conn.execute("SELECT owner, status FROM tasks WHERE id = ?", (task_id,)).fetchall()
+    def _superseded(self, conn, task_id, run_id):
+        """Has a retry of ``run_id`` started, or its task ended?"""
+        rows = conn.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchall()
         if not rows or rows[0]["status"] in TaskStatus.FINAL:
             return True
-        same_agent = " AND client = ?" if rows[0]["owner"] == TaskOwnership.ALL else ""
-        return bool(conn.execute(
-            "SELECT 1 FROM executions WHERE task_id = ? AND id > ? AND status NOT IN "
-            "('skipped', 'queued')%s LIMIT 1" % same_agent,
-            (task_id, run_id) + ((agent,) if same_agent else ())).fetchall())
+        return bool(conn.execute("SELECT 1 FROM executions WHERE retry_of = ? AND status != "
+                                 "'queued' LIMIT 1", (run_id,)).fetchall())
 
     def cancels_for(self, agent):
         """Runs of ``agent`` an operator asked to stop."""

@@ -24,7 +24,7 @@ class SettleQueries:
     def _settle_task(self, conn, task_id, run, res, ts):
         """Move the task on after ``run`` ended with ``res``; True if the task is now final.
 
-        ``run`` has the row's ``client`` and ``attempt``.
+        ``run`` has the row's ``id``, ``client`` and ``attempt``.
         """
         task = self._get_task(conn, task_id)
         if task is None or task["status"] in TaskStatus.FINAL:
@@ -42,8 +42,9 @@ class SettleQueries:
                                           task_id))
             return True
         if recurring:  # the latest run's outcome shows on the task between runs
-            conn.execute("UPDATE tasks SET result = ?, executor = ?, updated_at = ? WHERE id = ?",
-                         (dumps(res.get("result")), run["client"], ts, task_id))
+            conn.execute("UPDATE tasks SET result = ?, executor = CASE WHEN owner = ? THEN NULL "
+                         "ELSE ? END, updated_at = ? WHERE id = ?",
+                         (dumps(res.get("result")), TaskOwnership.ALL, run["client"], ts, task_id))
         if self._pending_runs(conn, task_id) or (recurring and task["next_run_at"] is not None):
             conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (ts, task_id))
             return False
@@ -84,9 +85,9 @@ class SettleQueries:
         now = self._clock()
         client = None if task["owner"] == TaskOwnership.ANYONE else run["client"]
         conn.execute("INSERT INTO executions (task_id, client, status, attempt, due_at, "
-                     "updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     "updated_at, created_at, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (task["id"], client, RunStatus.QUEUED, run["attempt"] + 1, iso(now + delay),
-                      iso(now), iso(now)))
+                      iso(now), iso(now), run["id"]))
         if client is None:
             conn.execute("UPDATE tasks SET executor = NULL WHERE id = ?", (task["id"],))
         return True
@@ -111,7 +112,7 @@ class SettleQueries:
 
     # -- agents that went away -------------------------------------------
 
-    def lose_runs(self, agent, keep=None, started_before=None):
+    def lose_runs(self, agent, keep=None, started_before=None, silent_since=None):
         """Settle ``agent``'s unfinished runs as lost.
 
         Returns ``(finished, requeued)``: tasks now final, and tasks with a
@@ -120,12 +121,17 @@ class SettleQueries:
         (queued behind another, or a retry) are lost with it.  With ``keep`` (the run ids the agent says
         it has), only its running runs that it does not have and that
         started before ``started_before`` are lost: a run whose hand-out is
-        still on its way is left alone.
+        still on its way is left alone.  With ``silent_since``, nothing is
+        lost if the agent's heartbeat came since (it reconnected meanwhile).
         """
         ts = iso(self._clock())
         finished, requeued = [], []
         error = lost_note(agent)
         with self._db.write() as conn:
+            if silent_since is not None and conn.execute(
+                    "SELECT 1 FROM agents WHERE name = ? AND last_heartbeat >= ?",
+                    (agent, silent_since)).fetchall():
+                return finished, requeued
             for run in conn.execute(
                     "SELECT e.id, e.task_id, e.client, e.status, e.attempt, e.started_at, "
                     "e.cancel_requested, t.owner FROM executions e JOIN tasks t "
@@ -149,7 +155,7 @@ class SettleQueries:
                     finished.append(run["task_id"])
                 elif self._queued_now(conn, run["task_id"]):
                     requeued.append(run["task_id"])
-        return finished, requeued
+        return finished, list(dict.fromkeys(requeued))
 
     def _requeue(self, conn, run, ts):
         """An Anyone run its agent never picked up waits for any agent again
@@ -166,8 +172,9 @@ class SettleQueries:
 
     def _queued_now(self, conn, task_id):
         return bool(conn.execute(
-            "SELECT 1 FROM executions WHERE task_id = ? AND status = 'queued' AND due_at <= ? "
-            "LIMIT 1", (task_id, iso(self._clock()))).fetchall())
+            "SELECT 1 FROM executions WHERE task_id = ? AND status IN ('queued', 'assigned', "
+            "'running') AND status = 'queued' AND due_at <= ? LIMIT 1",
+            (task_id, iso(self._clock()))).fetchall())
 
     # -- cancel -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Task rows: create, read, list, change, delete."""
 from octopus.constants import RunStatus, TaskStatus, TaskType
 from octopus.store.db import dumps, loads
-from octopus.store.recurring import first_slot
+from octopus.store.recurring import first_slot, reschedule
 from octopus.timeutil import iso, parse_iso
 
 _JSON = ("args", "kwargs")
@@ -113,12 +113,24 @@ class TaskQueries:
             changes = dict(_encode(fields), updated_at=now)
             merged = dict(task, **fields)
             if merged["type"] in TaskType.RECURRING and RESCHEDULE.intersection(fields):
-                changes["next_run_at"] = iso(first_slot(merged, self._clock()))
+                following = reschedule(merged, RESCHEDULE.intersection(fields), self._clock(),
+                                       self._last_due(conn, task_id))
+                changes["next_run_at"] = None if following is None else iso(following)
             elif "execution_start_time" in fields and task["status"] == TaskStatus.CREATED:
                 changes["next_run_at"] = max(fields["execution_start_time"] or "", now)
             sets = ", ".join("%s = :%s" % (k, k) for k in changes)
             conn.execute("UPDATE tasks SET %s WHERE id = :id" % sets, dict(changes, id=task_id))
-            return self._get_task(conn, task_id)
+            task = self._get_task(conn, task_id)
+            if (task["type"] in TaskType.RECURRING and task["next_run_at"] is None
+                    and not self._pending_runs(conn, task_id)):
+                self._end(conn, task, now)  # its new window has closed
+                task = self._get_task(conn, task_id)
+            return task
+
+    def _last_due(self, conn, task_id):
+        rows = conn.execute("SELECT max(due_at) AS due FROM executions WHERE task_id = ?",
+                            (task_id,)).fetchall()
+        return parse_iso(rows[0]["due"]) if rows[0]["due"] else None
 
     def running_runs(self, task_id):
         """``(agent, run id)`` of the task's runs that agents are running now."""
@@ -135,8 +147,9 @@ class TaskQueries:
 
     def _open_runs(self, conn, task_id):
         return conn.execute(
-            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN (?, ?)",
-            (task_id,) + RunStatus.OPEN).fetchall()[0]["n"]
+            "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN "
+            "('queued', 'assigned', 'running') AND status IN ('assigned', 'running')",
+            (task_id,)).fetchall()[0]["n"]
 
 
 class ConflictError(Exception):
