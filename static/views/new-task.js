@@ -1,0 +1,278 @@
+// New task: a form built once and never re-rendered by the refresh loop;
+// refresh only updates the owner list (when it is not in use) and the
+// schedule preview.
+import {api, get} from "../api.js";
+import {age, h, localTime, setAttr} from "../dom.js";
+
+const TYPES = ["Adhoc", "Interval", "Scheduled"];
+
+export function mount(root) {
+  const slots = {}; // server field name -> {control, error}
+  const ctl = {
+    plugin: h("select", {id: "plugin", name: "plugin"}),
+    action: h("select", {id: "action", name: "action"}),
+    args: h("textarea.mono", {id: "args", name: "args", rows: 3, spellcheck: "false"}),
+    kwargs: h("textarea.mono", {id: "kwargs", name: "kwargs", rows: 3, spellcheck: "false"}),
+    owner: h("select", {id: "owner", name: "owner"}),
+    type: h("select", {id: "type", name: "type"}, TYPES.map((t) => h("option", {value: t}, t))),
+    seconds: h("input", {id: "interval-seconds", name: "interval-seconds", type: "number", min: 1, step: 1,
+      inputmode: "numeric", placeholder: "60"}),
+    cron: h("input.mono", {id: "cron", name: "cron", type: "text", placeholder: "*/5 * * * *",
+      spellcheck: "false", autocomplete: "off"}),
+    timezone: h("input", {id: "timezone", name: "timezone", type: "text", list: "zones", autocomplete: "off",
+      placeholder: "UTC", spellcheck: "false"}),
+    start: h("input", {id: "start", name: "start", type: "datetime-local", step: 1}),
+    end: h("input", {id: "end", name: "end", type: "datetime-local", step: 1}),
+    overlap: h("select", {id: "overlap", name: "overlap"},
+      h("option", {value: "skip"}, "skip: record the slot as skipped"),
+      h("option", {value: "queue"}, "queue: run when the previous run ends"),
+      h("option", {value: "parallel"}, "parallel: start it anyway")),
+    catch_up: h("select", {id: "catch_up", name: "catch_up"},
+      h("option", {value: "once"}, "once: one run on start-up"),
+      h("option", {value: "all"}, "all: one run per missed slot"),
+      h("option", {value: "none"}, "none: skip missed slots")),
+    timeout: h("input", {id: "timeout", name: "timeout", type: "number", min: 0, step: "any", placeholder: "no limit"}),
+    max_retries: h("input", {id: "max_retries", name: "max_retries", type: "number", min: 0, max: 100, step: 1, value: 0}),
+    retry_delay: h("input", {id: "retry_delay", name: "retry_delay", type: "number", min: 0, step: "any", value: 10}),
+    retry_backoff: h("input", {id: "retry_backoff", name: "retry_backoff", type: "number", min: 1, max: 10, step: "any", value: 2}),
+  };
+  ctl.args.value = "[]";
+  ctl.kwargs.value = "{}";
+  const zones = h("datalist", {id: "zones"}, (Intl.supportedValuesOf?.("timeZone") || ["UTC"]).map((z) => h("option", {value: z})));
+
+  // A labelled control with a hint and an error slot; `name` is the server's field name.
+  function field(name, text, control, hint, cls = "") {
+    const error = h("p.field-error", {id: control.id + "-error", role: "alert"});
+    const hintEl = hint ? h("p.hint", {id: control.id + "-hint"}, hint) : null;
+    setAttr(control, "aria-describedby", [hintEl && hintEl.id, error.id].filter(Boolean).join(" "));
+    if (name) slots[name] = {control, error};
+    control.addEventListener("input", () => name !== "args" && name !== "kwargs" && clearError(control));
+    return h("div.field" + cls, null, h("label", {for: control.id}, text), control, hintEl, error);
+  }
+  const actionDoc = h("p.hint.doc");
+  const preview = h("ol.preview", {id: "preview", "aria-live": "polite"});
+  const previewBox = h("div.preview-box", null, h("h3", null, "Next runs"), preview);
+  const formError = h("p.error", {role: "alert"});
+  const submit = h("button.primary", {type: "submit"}, "Create task");
+
+  const recurringOnly = [];
+  const only = (kinds, el) => { el.dataset.only = kinds; recurringOnly.push(el); return el; };
+  const form = h("form.task-form", {novalidate: true, id: "new-task"},
+    h("fieldset", null, h("legend", null, "What runs"),
+      h("div.row", null, field("plugin", "Plugin", ctl.plugin), field("action", "Action", ctl.action)),
+      actionDoc,
+      field("args", "Arguments (JSON array)", ctl.args, "Passed as action(*args, **kwargs)."),
+      field("kwargs", "Keyword arguments (JSON object)", ctl.kwargs)),
+    h("fieldset", null, h("legend", null, "Where"),
+      field("owner", "Runs on", ctl.owner, "Anyone: the least busy agent. ALL: every agent online. Or one agent by name.")),
+    h("fieldset", null, h("legend", null, "When"),
+      field("type", "Type", ctl.type),
+      only("Interval", field(null, "Every (seconds)", ctl.seconds)),
+      only("Scheduled", field(null, "Cron (minute hour day month weekday)", ctl.cron, "For example 30 9 * * MON-FRI")),
+      only("Scheduled", field("timezone", "Time zone", ctl.timezone, "The zone the cron is read in; empty: UTC.")),
+      h("div.row", null,
+        field("execution_start_time", "Start (your local time)", ctl.start, "Empty: now."),
+        only("Interval Scheduled", field("execution_end_time", "End (your local time)", ctl.end, "Empty: never."))),
+      only("Interval Scheduled", previewBox),
+      h("div.row", null,
+        only("Interval Scheduled", field("overlap", "If the previous run is still going", ctl.overlap)),
+        only("Interval Scheduled", field("catch_up", "Slots missed while the server was down", ctl.catch_up)))),
+    h("fieldset", null, h("legend", null, "Limits and retries"),
+      h("div.row", null,
+        field("timeout", "Timeout (seconds)", ctl.timeout),
+        field("max_retries", "Retries", ctl.max_retries),
+        field("retry_delay", "First retry after (s)", ctl.retry_delay),
+        field("retry_backoff", "Backoff factor", ctl.retry_backoff))),
+    formError,
+    h("div.actions", null, submit, h("a.button", {href: "#/tasks"}, "Cancel")),
+    zones);
+  root.append(h("div.head", null, h("h1", null, "New task")), form);
+
+  // The interval field is one on the server and two controls here.
+  const intervalControl = () => (ctl.type.value === "Scheduled" ? ctl.cron : ctl.seconds);
+  const slot = (name) => (name === "interval" ? {control: intervalControl(),
+    error: document.getElementById(intervalControl().id + "-error")} : slots[name]);
+
+  function showError(name, message) {
+    const s = slot(name);
+    if (!s) {
+      formError.textContent = (name ? name + ": " : "") + message;
+      return null;
+    }
+    s.error.textContent = message;
+    s.control.setAttribute("aria-invalid", "true");
+    return s.control;
+  }
+  function clearError(control) {
+    control.removeAttribute("aria-invalid");
+    const e = document.getElementById(control.id + "-error");
+    if (e) e.textContent = "";
+  }
+
+  // ---- JSON fields: checked as you type, and before sending ----
+  function checkJson(name) {
+    const control = ctl[name];
+    let value;
+    try {
+      value = JSON.parse(control.value.trim() || (name === "args" ? "[]" : "{}"));
+    } catch (e) {
+      showError(name, "Not valid JSON: " + e.message);
+      return undefined;
+    }
+    const ok = name === "args" ? Array.isArray(value) : value !== null && typeof value === "object" && !Array.isArray(value);
+    if (!ok) {
+      showError(name, name === "args" ? 'Must be a JSON array, like [1, "two"].' : 'Must be a JSON object, like {"key": "value"}.');
+      return undefined;
+    }
+    clearError(control);
+    return value;
+  }
+  for (const name of ["args", "kwargs"]) ctl[name].addEventListener("input", () => checkJson(name));
+
+  // ---- plugin and action choices ----
+  let plugins = [];
+  function fillActions() {
+    const p = plugins.find((x) => x.name === ctl.plugin.value);
+    const keep = ctl.action.value;
+    ctl.action.replaceChildren(...(p?.actions || []).map((a) => h("option", {value: a}, a)));
+    if (p?.actions.includes(keep)) ctl.action.value = keep;
+    describeAction();
+  }
+  function describeAction() {
+    const p = plugins.find((x) => x.name === ctl.plugin.value);
+    const a = p?.action_docs?.find((d) => d.name === ctl.action.value);
+    actionDoc.textContent = a ? `${ctl.action.value}${a.signature || ""}: ${a.doc || ""}` : p?.doc || "";
+  }
+  ctl.plugin.addEventListener("change", fillActions);
+  ctl.action.addEventListener("change", describeAction);
+  get("/plugins").then((data) => {
+    plugins = data.plugins;
+    ctl.plugin.replaceChildren(...plugins.map((p) => h("option", {value: p.name}, p.name)));
+    if (plugins.some((p) => p.name === "echo")) ctl.plugin.value = "echo";
+    fillActions();
+  }).catch((e) => e.status !== 401 && showError(null, "Could not load the plugins: " + e.message));
+
+  // ---- owner: Anyone, ALL and the live agent list ----
+  let ownerKey = null;
+  function fillOwners(agents) {
+    const key = agents.map((a) => a.name + a.status).join();
+    // Never rebuild the list while it is in use: an open select would close.
+    if (key === ownerKey || document.activeElement === ctl.owner) return;
+    ownerKey = key;
+    const keep = ctl.owner.value || "Anyone";
+    ctl.owner.replaceChildren(h("option", {value: "Anyone"}, "Anyone"), h("option", {value: "ALL"}, "ALL agents"),
+      agents.length ? h("optgroup", {label: "Agents"}, agents.map((a) =>
+        h("option", {value: a.name}, a.name + (a.status === "online" ? "" : " (offline)")))) : null);
+    ctl.owner.value = keep;
+  }
+  fillOwners([]);
+
+  // ---- type-dependent fields and the schedule preview ----
+  function showType() {
+    for (const el of recurringOnly) el.hidden = !el.dataset.only.split(" ").includes(ctl.type.value);
+    schedulePreview();
+  }
+  ctl.type.addEventListener("change", showType);
+  if (!ctl.timezone.value) ctl.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+
+  let previewTimer = null;
+  let previewSeq = 0;
+  function schedulePreview() {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(loadPreview, 300);
+  }
+  for (const c of [ctl.seconds, ctl.cron, ctl.timezone, ctl.start]) c.addEventListener("input", schedulePreview);
+
+  async function loadPreview() {
+    previewTimer = null;
+    const kind = ctl.type.value;
+    const mine = ++previewSeq;
+    if (kind === "Adhoc") return;
+    const interval = intervalControl().value.trim();
+    if (!interval) {
+      preview.replaceChildren(h("li.muted", null, kind === "Scheduled" ? "Enter a cron to see its next runs." : "Enter the seconds between runs."));
+      return;
+    }
+    const params = {type: kind, interval, count: 5};
+    if (kind === "Scheduled" && ctl.timezone.value.trim()) params.timezone = ctl.timezone.value.trim();
+    if (ctl.start.value) params.execution_start_time = isoFromLocal(ctl.start.value);
+    try {
+      const data = await get("/schedule/preview", params);
+      if (mine !== previewSeq) return;
+      for (const c of [intervalControl(), ctl.timezone, ctl.start]) clearError(c);
+      preview.replaceChildren(...data.next.map((t) =>
+        h("li", null, h("time", {datetime: t, title: t}, `${localTime(t)} · ${age(t)}`))));
+    } catch (e) {
+      if (mine !== previewSeq || e.status === 401) return;
+      preview.replaceChildren(h("li.muted", null, "No preview: fix the schedule."));
+      showError(e.field, e.message);
+    }
+  }
+
+  // ---- submit ----
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    formError.textContent = "";
+    const args = checkJson("args");
+    const kwargs = checkJson("kwargs");
+    if (args === undefined || kwargs === undefined) {
+      (args === undefined ? ctl.args : ctl.kwargs).focus();
+      return; // nothing is sent with JSON the server would refuse
+    }
+    const body = buildBody(args, kwargs);
+    submit.disabled = true;
+    submit.textContent = "Creating…";
+    try {
+      const task = await api("POST", "/tasks", {body});
+      location.hash = "#/tasks/" + task.id;
+    } catch (e) {
+      if (e.status === 401) return;
+      showError(e.field, e.message)?.focus();
+    } finally {
+      submit.disabled = false;
+      submit.textContent = "Create task";
+    }
+  });
+
+  function buildBody(args, kwargs) {
+    const kind = ctl.type.value;
+    const body = {plugin: ctl.plugin.value, action: ctl.action.value, args, kwargs, owner: ctl.owner.value, type: kind};
+    const num = (c) => (c.value.trim() === "" ? undefined : Number(c.value));
+    if (kind === "Interval") body.interval = /^\d+$/.test(ctl.seconds.value.trim()) ? Number(ctl.seconds.value) : ctl.seconds.value;
+    if (kind === "Scheduled") {
+      body.interval = ctl.cron.value.trim();
+      if (ctl.timezone.value.trim()) body.timezone = ctl.timezone.value.trim();
+    }
+    if (ctl.start.value) body.execution_start_time = isoFromLocal(ctl.start.value);
+    if (kind !== "Adhoc") {
+      if (ctl.end.value) body.execution_end_time = isoFromLocal(ctl.end.value);
+      body.overlap = ctl.overlap.value;
+      body.catch_up = ctl.catch_up.value;
+    }
+    for (const f of ["timeout", "max_retries", "retry_delay", "retry_backoff"]) {
+      const v = num(ctl[f]);
+      if (v !== undefined) body[f] = v;
+    }
+    return body;
+  }
+
+  showType();
+  return {
+    async refresh() {
+      const {agents} = await get("/agents");
+      fillOwners(agents);
+      // Keep the preview's "in 3 min" true, unless the user is mid-edit.
+      if (ctl.type.value !== "Adhoc" && previewTimer === null) await loadPreview();
+    },
+    unmount() {
+      clearTimeout(previewTimer);
+      previewSeq++;
+    },
+  };
+}
+
+/** "2026-11-27T14:00" typed in local time -> ISO in UTC. */
+function isoFromLocal(value) {
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? value : d.toISOString();
+}
