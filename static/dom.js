@@ -123,6 +123,7 @@ export function timeCell(el, iso, withAge = true) {
 
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 0.001) return "< 1 ms";
   if (seconds < 1) return Math.round(seconds * 1000) + " ms";
   if (seconds < 120) return seconds.toFixed(seconds < 10 ? 2 : 1) + " s";
   const m = Math.floor(seconds / 60);

@@ -86,6 +86,7 @@ def signed_in(page, route=""):
 
 def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SHOTS / (name + ".png")))
 
 
