@@ -208,6 +208,8 @@ class RunQueries(SettleQueries, RecurringQueries):
                     ("SELECT id FROM executions e INDEXED BY executions_queued WHERE client IS NULL "
                      "AND status = 'queued' AND due_at <= ? AND (%s) ORDER BY due_at LIMIT ?"
                      % MAY_START.format(run="e"), (ts,))):
+                if len(claimed) >= capacity:
+                    break
                 for row in conn.execute(sql, params + (capacity - len(claimed) + 20,)).fetchall():
                     if len(claimed) < capacity and self._start_run(conn, row["id"], agent, ts):
                         claimed.append(row["id"])
@@ -314,7 +316,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         self._record(conn, res, ts)
         if self._settle_task(conn, run["task_id"], run, res, ts):
             finished.append(run["task_id"])
-        if self._queued_now(conn, run["task_id"]):
+        elif self._queued_now(conn, run["task_id"]):  # a final task has nothing waiting
             ready.append(run["task_id"])
         return None
 
