@@ -82,3 +82,18 @@ def test_task_search_matches_plugin_action_owner_and_arguments(api):
     r = api.call("GET", "/tasks", params={"q": "echo", "owner": "web-7"})
     assert r.json["total"] == 1
     assert_error(api.call("GET", "/tasks", params={"q": "x" * 201}), 400, "q")
+
+
+def test_a_task_can_be_read_with_only_its_newest_runs(api):
+    task = create(api, type="Interval", interval=60, owner="a", overlap="parallel",
+                  catch_up="all")
+    api.store.hand_out([task["id"]])
+    r = api.call("GET", "/tasks/%s?executions=0" % task["id"])
+    assert r.status_code == 200 and r.json["executions"] == []
+    assert len(api.call("GET", "/tasks/%s?executions=1" % task["id"]).json["executions"]) == 1
+    assert_error(api.call("GET", "/tasks/%s?executions=1001" % task["id"]), 400, "executions")
+
+
+def test_head_of_the_dashboard_answers(api):
+    r = api.call("HEAD", "/", token=None)
+    assert r.status_code == 200 and "Content-Security-Policy" in r.headers

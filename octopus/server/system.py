@@ -102,6 +102,9 @@ class DashboardResource:
         resp.content_type = falcon.MEDIA_HTML
         resp.set_headers(SECURITY_HEADERS)
 
+    def on_head(self, req, resp):  # for uptime checks that only look
+        self.on_get(req, resp)
+
 
 class SecurityHeaders:
     """Middleware adding the dashboard's headers to the static files too."""

@@ -7,7 +7,7 @@ from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, conflict, not_found, read_json
-from octopus.store.tasks import FILTERS, ConflictError
+from octopus.store.tasks import FILTERS, MAX_PAGE, ConflictError
 
 log = logging.getLogger("octopus.server")
 
@@ -55,23 +55,24 @@ class TaskResource:
         self._dispatcher = dispatcher
 
     def on_get(self, req, resp, task_id):
-        validate.only_params(req, ("wait",))
+        validate.only_params(req, ("wait", "executions"))
         wait = validate.float_param(req, "wait", 0, 0, MAX_WAIT)
-        task = self._store.get_task(task_id, with_executions=True)
+        runs = validate.int_param(req, "executions", MAX_PAGE, 0, MAX_PAGE)
+        task = self._store.get_task(task_id, with_executions=True, runs=runs)
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         if wait and task["status"] not in TaskStatus.FINAL:
-            task = self._wait_final(task_id, wait) or task
+            task = self._wait_final(task_id, wait, runs) or task
         resp.media = task
 
-    def _wait_final(self, task_id, wait):
+    def _wait_final(self, task_id, wait, runs):
         """Hold the request until the task is final or ``wait`` seconds pass."""
         event = self._dispatcher.watch_task(task_id)
         try:
-            task = self._store.get_task(task_id, with_executions=True)
+            task = self._store.get_task(task_id, with_executions=True, runs=runs)
             if task is not None and task["status"] not in TaskStatus.FINAL:
                 event.wait(wait)
-                task = self._store.get_task(task_id, with_executions=True)
+                task = self._store.get_task(task_id, with_executions=True, runs=runs)
             return task
         finally:
             self._dispatcher.unwatch_task(task_id, event)

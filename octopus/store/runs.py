@@ -354,10 +354,12 @@ class RunQueries(SettleQueries, RecurringQueries):
 
     # -- reading ----------------------------------------------------------
 
-    def _executions_of(self, conn, task_id):
-        return [execution_from_row(r) for r in conn.execute(
-            "SELECT %s FROM executions WHERE task_id = ? ORDER BY id" % EXECUTION_LIST_COLUMNS,
-            (task_id,))]
+    def _executions_of(self, conn, task_id, limit=MAX_PAGE):
+        """The task's newest ``limit`` runs, oldest first."""
+        rows = conn.execute(
+            "SELECT %s FROM executions WHERE task_id = ? ORDER BY id DESC LIMIT ?"
+            % EXECUTION_LIST_COLUMNS, (task_id, limit)).fetchall()
+        return [execution_from_row(r) for r in reversed(rows)]
 
     def list_executions(self, task_id=None, client=None, status=None, limit=100, offset=0):
         where, params = [], []

@@ -49,13 +49,14 @@ class TaskQueries:
             task = self._get_task(conn, row["id"])
         return task, agents
 
-    def get_task(self, task_id, with_executions=False):
+    def get_task(self, task_id, with_executions=False, runs=MAX_PAGE):
+        """The task, with its newest ``runs`` executions if ``with_executions``."""
         with self._db.read() as conn:
             conn.execute("BEGIN")
             try:
                 task = self._get_task(conn, task_id)
                 if task is not None and with_executions:
-                    task["executions"] = self._executions_of(conn, task_id)
+                    task["executions"] = self._executions_of(conn, task_id, runs)
             finally:
                 conn.execute("COMMIT")
         return task

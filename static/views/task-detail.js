@@ -148,7 +148,7 @@ export function mount(root, {params: [id]}) {
 
   async function refresh() {
     try {
-      task = await get(`/tasks/${id}`);
+      task = await get(`/tasks/${id}?executions=50`);
     } catch (e) {
       if (e.status !== 404) throw e;
       loading.hidden = true;
