@@ -735,7 +735,7 @@ NOT_A_JSON_OBJECT = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(NOT_A_JSON_OBJECT))
+@pytest.mark.parametrize("name", sorted(set(NOT_A_JSON_OBJECT) - {"list"}))  # a list: bulk
 def test_create_task_refuses_bodies_that_are_not_a_json_object(api, name):
     create(api)
     with unchanged(api):

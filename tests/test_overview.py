@@ -5,7 +5,7 @@ import pytest
 
 from octopus import schedule
 from octopus.timeutil import iso, parse_iso
-from test_api import assert_error, create, heartbeat, report, work
+from test_api import assert_error, create, heartbeat, report, unchanged, work
 
 
 def test_stats_count_tasks_agents_and_runs_by_outcome_per_bucket(api, clock):
@@ -97,3 +97,29 @@ def test_a_task_can_be_read_with_only_its_newest_runs(api):
 def test_head_of_the_dashboard_answers(api):
     r = api.call("HEAD", "/", token=None)
     assert r.status_code == 200 and "Content-Security-Policy" in r.headers
+
+
+# -- bulk create ------------------------------------------------------------------
+
+def test_a_list_of_tasks_is_created_in_one_request(api):
+    heartbeat(api, "a")
+    body = [{"plugin": "echo", "action": "echo", "args": [i]} for i in range(5)]
+    body.append({"plugin": "echo", "action": "echo", "owner": "ALL"})
+    r = api.call("POST", "/tasks", body)
+    assert r.status_code == 201, r.text
+    tasks = r.json["tasks"]
+    assert [t["args"] for t in tasks[:5]] == [[i] for i in range(5)]
+    assert tasks[5]["status"] == "Active"  # fanned out to the online agent at once
+    assert api.store.list_tasks()[1] == 6
+
+
+@pytest.mark.parametrize("body, field", [
+    ([], "tasks"),
+    ([{"plugin": "echo", "action": "echo"}] * 1001, "tasks"),
+    ([{"plugin": "echo", "action": "echo"}, 5], "tasks[1]"),
+    ([{"plugin": "echo", "action": "echo"}, {"plugin": "nope", "action": "x"}], "tasks[1].plugin"),
+    ([{"plugin": "echo", "action": "echo", "type": "Interval", "interval": 0}], "tasks[0].interval"),
+])
+def test_a_bad_task_in_a_list_refuses_the_whole_list(api, body, field):
+    with unchanged(api):
+        assert_error(api.call("POST", "/tasks", body), 400, field)

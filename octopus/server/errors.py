@@ -65,7 +65,9 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY):
     except (ValueError, RecursionError) as e:
         raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
     if not isinstance(value, kind):
-        raise bad_request("request body must be a JSON %s" % ("object" if kind is dict else "array"))
+        names = {dict: "object", list: "array"}
+        raise bad_request("request body must be a JSON %s" % " or ".join(
+            names[k] for k in (kind if isinstance(kind, tuple) else (kind,))))
     return value
 
 

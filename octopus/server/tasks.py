@@ -6,12 +6,13 @@ import falcon
 from octopus.constants import TaskOwnership, TaskStatus
 from octopus.server import validate
 from octopus.server.dispatch import hand_out
-from octopus.server.errors import bad_request, conflict, not_found, read_json
+from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, MAX_PAGE, ConflictError
 
 log = logging.getLogger("octopus.server")
 
 MAX_WAIT = 60
+MAX_BULK = 1000  # tasks in one POST /tasks
 
 
 class TasksResource:
@@ -22,17 +23,40 @@ class TasksResource:
         self._dispatcher = dispatcher
 
     def on_post(self, req, resp):
-        fields = validate.task_fields(read_json(req), self._registry)
-        task, agents = self._store.create_task(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
-                                               candidates=self._dispatcher.waiting_names())
-        log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"], task["action"],
-                 task["owner"])
+        """One task (a JSON object), or up to MAX_BULK (an array, all or none)."""
+        body = read_json(req, kind=(dict, list))
+        many = isinstance(body, list)
+        if many and not 0 < len(body) <= MAX_BULK:
+            raise bad_request("a list of tasks must hold 1 to %d tasks" % MAX_BULK, "tasks")
+        fields = [self._validate(item, i if many else None)
+                  for i, item in enumerate(body if many else [body])]
+        tasks, agents = self._store.create_tasks(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
+                                                 candidates=self._dispatcher.waiting_names())
+        for task in tasks:
+            log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"],
+                     task["action"], task["owner"])
         self._dispatcher.wake(agents)
-        if task["status"] == TaskStatus.CREATED and task["owner"] == TaskOwnership.ANYONE:
-            self._dispatcher.wake_late_askers(1)
+        waiting = sum(t["status"] == TaskStatus.CREATED and t["owner"] == TaskOwnership.ANYONE
+                      for t in tasks)
+        if waiting:
+            self._dispatcher.wake_late_askers(waiting, agents)
         resp.status = falcon.HTTP_201
-        resp.location = "/tasks/" + task["id"]
-        resp.media = task
+        if many:
+            resp.media = {"tasks": tasks}
+        else:
+            resp.location = "/tasks/" + tasks[0]["id"]
+            resp.media = tasks[0]
+
+    def _validate(self, item, index):
+        if index is None:
+            return validate.task_fields(item, self._registry)
+        if not isinstance(item, dict):
+            raise bad_request("task %d must be a JSON object" % index, "tasks[%d]" % index)
+        try:
+            return validate.task_fields(item, self._registry)
+        except ApiError as e:  # name the task in the list: tasks[3].plugin
+            raise bad_request("task %d: %s" % (index, e.description),
+                              "tasks[%d].%s" % (index, e.field) if e.field else "tasks[%d]" % index)
 
     def on_get(self, req, resp):
         validate.only_params(req, FILTERS + ("limit", "offset", "q"))

@@ -29,25 +29,40 @@ class TaskQueries:
 
         Returns ``(task, agents)``: the new task and the agents to wake.
         """
+        tasks, agents = self.create_tasks([fields], delay, candidates)
+        return tasks[0], agents
+
+    def create_tasks(self, many, delay=0.0, candidates=()):
+        """Insert tasks in one transaction (all or none), handing out those due.
+
+        Returns ``(tasks, agents)``: the new tasks and the agents to wake.
+        """
         agents = []
         with self._db.write() as conn:
             now = self._clock()  # taken under the lock: times follow commit order
-            row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
-                       created_at=iso(now), updated_at=iso(now),
-                       next_run_at=max(fields.get("execution_start_time") or "",
-                                       iso(now + delay)))
-            recurring = row.get("type") in TaskType.RECURRING
-            if recurring:
-                row["next_run_at"] = iso(first_slot(row, parse_iso(row["created_at"])))
-            columns = ", ".join(row)
-            marks = ", ".join(":" + k for k in row)
-            conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
-            if row["next_run_at"] <= iso(now):
-                agents = (self._fire(conn, self._get_task(conn, row["id"]), now, candidates)
-                          if recurring else
-                          self._hand_out(conn, row["id"], row["owner"], now, candidates))
-            task = self._get_task(conn, row["id"])
-        return task, agents
+            tasks = []
+            for fields in many:
+                task, woken = self._insert_task(conn, fields, now, delay, candidates)
+                tasks.append(task)
+                agents.extend(a for a in woken if a not in agents)
+        return tasks, agents
+
+    def _insert_task(self, conn, fields, now, delay, candidates):
+        row = dict(_encode(fields), id=self._new_id(), status=TaskStatus.CREATED,
+                   created_at=iso(now), updated_at=iso(now),
+                   next_run_at=max(fields.get("execution_start_time") or "", iso(now + delay)))
+        recurring = row.get("type") in TaskType.RECURRING
+        if recurring:
+            row["next_run_at"] = iso(first_slot(row, parse_iso(row["created_at"])))
+        columns = ", ".join(row)
+        marks = ", ".join(":" + k for k in row)
+        conn.execute("INSERT INTO tasks (%s) VALUES (%s)" % (columns, marks), row)
+        agents = []
+        if row["next_run_at"] <= iso(now):
+            agents = (self._fire(conn, self._get_task(conn, row["id"]), now, candidates)
+                      if recurring else
+                      self._hand_out(conn, row["id"], row["owner"], now, candidates))
+        return self._get_task(conn, row["id"]), agents
 
     def get_task(self, task_id, with_executions=False, runs=MAX_PAGE):
         """The task, with its newest ``runs`` executions if ``with_executions``."""
