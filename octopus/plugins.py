@@ -9,12 +9,43 @@ import hashlib
 import keyword
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
 log = logging.getLogger("octopus.plugins")
 
 MAX_PLUGIN_BYTES = 1024 * 1024
+IMPORT_TIMEOUT = 10.0  # seconds an uploaded plugin may take to import in its trial process
+# Run in a separate, isolated interpreter: the upload is imported there, never here.
+_TRY_IMPORT = ("import importlib.util, sys\n"
+               "spec = importlib.util.spec_from_file_location(sys.argv[1], sys.argv[2])\n"
+               "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
+
+
+class PluginRejected(ValueError):
+    """An upload that is not a usable plugin; the message says why."""
+
+
+def try_import(name, source, timeout=IMPORT_TIMEOUT):
+    """Import ``source`` as module ``name`` in a separate Python process;
+    raise PluginRejected with the error's last line if that fails."""
+    with tempfile.TemporaryDirectory(prefix="octopus-plugin-") as folder:
+        path = os.path.join(folder, name + ".py")
+        with open(path, "wb") as f:
+            f.write(source)
+        try:
+            proc = subprocess.run([sys.executable, "-I", "-c", _TRY_IMPORT, name, path],
+                                  cwd=folder, capture_output=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL, env={"PATH": os.defpath})
+        except subprocess.TimeoutExpired:
+            raise PluginRejected("importing it took longer than %gs" % timeout)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PluginRejected("importing it failed: %s" % (lines[-1] if lines else
+                                                          "exit status %d" % proc.returncode))
 
 
 def valid_name(name):
@@ -53,14 +84,19 @@ class Plugin:
 
 
 class Registry:
-    """Plugins of one folder, rescanned when a file changes (by size and mtime).
+    """Plugins of one or more folders (a later folder's file wins over an
+    earlier one of the same name), rescanned when a file changes (by size and
+    mtime).  Uploads are written to ``upload_dir``, the last folder.
 
-    The folder is looked at no more than once per ``recheck`` seconds, so the
-    hot path (validating a new task) costs a dict lookup.
+    The folders are looked at no more than once per ``recheck`` seconds, so
+    the hot path (validating a new task) costs a dict lookup.
     """
 
-    def __init__(self, folder, recheck=1.0, clock=time.monotonic):
-        self.folder = folder
+    def __init__(self, folders, recheck=1.0, clock=time.monotonic):
+        self.folders = [folders] if isinstance(folders, str) else list(folders)
+        self.folder = ", ".join(self.folders)  # for log lines
+        self.upload_dir = self.folders[-1]
+        self.import_timeout = IMPORT_TIMEOUT
         self._lock = threading.Lock()
         self._plugins = {}
         self._stamp = None
@@ -69,15 +105,16 @@ class Registry:
         self._checked_at = None
 
     def _scan_stamp(self):
-        try:
-            entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
-        except OSError:
-            return ()
         stamps = []
-        for entry in entries:
-            if entry.name.endswith(".py"):
-                st = entry.stat()
-                stamps.append((entry.name, st.st_mtime_ns, st.st_size))
+        for folder in self.folders:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.endswith(".py"):
+                    st = entry.stat()
+                    stamps.append((os.path.join(folder, entry.name), st.st_mtime_ns, st.st_size))
         return tuple(stamps)
 
     def plugins(self):
@@ -95,12 +132,12 @@ class Registry:
 
     def _load(self, stamp):
         found = {}
-        for filename, _, size in stamp:
+        for path, _, size in stamp:
+            filename = os.path.basename(path)
             name = filename[:-3]
             if not valid_name(name):
-                log.warning("Plugin file %s ignored: not a valid plugin name", filename)
+                log.warning("Plugin file %s ignored: not a valid plugin name", path)
                 continue
-            path = os.path.join(self.folder, filename)
             try:
                 if size > MAX_PLUGIN_BYTES:
                     raise ValueError("larger than %d bytes" % MAX_PLUGIN_BYTES)
@@ -120,3 +157,26 @@ class Registry:
 
     def get(self, name):
         return self.plugins().get(name) if valid_name(name) else None
+
+    def add(self, name, source):
+        """Accept an uploaded plugin: checked, tried in a separate process, then
+        written to the upload folder.  Returns ``(plugin, created)``; raises
+        PluginRejected."""
+        if len(source) > MAX_PLUGIN_BYTES:
+            raise PluginRejected("larger than %d bytes" % MAX_PLUGIN_BYTES)
+        try:
+            plugin = Plugin(name, os.path.join(self.upload_dir, name + ".py"), source)
+        except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes
+            raise PluginRejected("not valid Python: %s" % e)
+        if not plugin.actions:
+            raise PluginRejected("it has no action: define a public top-level function")
+        try_import(name, source, self.import_timeout)
+        created = self.get(name) is None
+        os.makedirs(self.upload_dir, exist_ok=True)
+        tmp = os.path.join(self.upload_dir, ".%s.upload" % name)
+        with open(tmp, "wb") as f:
+            f.write(source)
+        os.replace(tmp, plugin.path)
+        with self._lock:
+            self._checked_at = None  # read the folders again at the next look
+        return self.get(name), created

@@ -426,3 +426,16 @@ def test_a_failing_run_is_retried_after_its_delay(cluster, tmp_path):
         1, "failed", 2, "success")
     from octopus.timeutil import parse_iso
     assert parse_iso(second["started_at"]) - parse_iso(first["finished_at"]) >= 0.45
+
+
+def test_an_uploaded_plugin_runs_on_agents_without_restarts(cluster):
+    cluster.start_server()
+    cluster.start_agent("up")
+    api = cluster.api()
+    source = b'def shout(text):\n    """Upper-case it."""\n    return text.upper()\n'
+    status, plugin = api.call("PUT", "/plugins/loud", raw_body=source,
+                              headers={"Content-Type": "text/x-python"})
+    assert status == 201 and plugin["actions"] == ["shout"]
+    assert (cluster.root / "server" / "plugins" / "loud.py").read_bytes() == source
+    task = cluster.run_task(api, {"plugin": "loud", "action": "shout", "args": ["hi"]})
+    assert task["status"] == "success" and task["result"] == "HI"

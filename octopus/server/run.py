@@ -41,11 +41,13 @@ class Server:
                                retry_max_delay=config.RETRY_MAX_DELAY)
         except (apsw.Error, OSError, RuntimeError) as e:
             raise ConfigError("DB_FILE=%s cannot be used: %s" % (db_file, e))
-        plugins_dir = (config.path(config.PLUGINS_DIR) if config.PLUGINS_DIR
-                       else str(resources.bundled_plugins_dir()))
-        if not os.path.isdir(plugins_dir):
-            raise ConfigError("PLUGINS_DIR=%s is not a folder" % plugins_dir)
-        self.registry = Registry(plugins_dir)
+        if config.PLUGINS_DIR:
+            folders = [config.path(config.PLUGINS_DIR)]
+            if not os.path.isdir(folders[0]):
+                raise ConfigError("PLUGINS_DIR=%s is not a folder" % folders[0])
+        else:  # the bundled ones, and uploads kept in the data dir
+            folders = [str(resources.bundled_plugins_dir()), config.path("plugins")]
+        self.registry = Registry(folders)
         self.registry.plugins()
         self.dispatcher = Dispatcher(config.MAX_WAITERS)
         # Cancels asked for before a restart are found in the store on next asks.

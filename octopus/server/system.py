@@ -7,8 +7,9 @@ import falcon
 
 from octopus import __version__
 from octopus.constants import TaskStatus
-from octopus.server.auth import AGENT, PUBLIC
-from octopus.server.errors import not_found
+from octopus.plugins import MAX_PLUGIN_BYTES, PluginRejected, valid_name
+from octopus.server.auth import ADMIN, AGENT, PUBLIC
+from octopus.server.errors import ApiError, bad_request, not_found
 
 log = logging.getLogger("octopus.server")
 
@@ -69,9 +70,10 @@ class PluginsResource:
 
 
 class PluginSourceResource:
-    """``GET /plugins/{name}``: the plugin's source, for agents to download."""
+    """``GET /plugins/{name}``: the plugin's source, for agents to download;
+    ``PUT``: an admin uploads one (agents then resync)."""
 
-    auth = AGENT
+    auth = {"GET": AGENT, "PUT": ADMIN}
 
     def __init__(self, registry):
         self._registry = registry
@@ -83,6 +85,23 @@ class PluginSourceResource:
         resp.content_type = "text/x-python; charset=utf-8"
         resp.set_header("X-Plugin-SHA256", plugin.sha256)
         resp.data = plugin.source
+
+    def on_put(self, req, resp, name):
+        if not valid_name(name):
+            raise bad_request("a plugin name is an identifier not starting with _", "name")
+        if (req.content_length or 0) > MAX_PLUGIN_BYTES:
+            raise ApiError(falcon.HTTP_413, "a plugin is at most %d bytes" % MAX_PLUGIN_BYTES)
+        source = req.bounded_stream.read(MAX_PLUGIN_BYTES + 1)
+        if len(source) > MAX_PLUGIN_BYTES:
+            raise ApiError(falcon.HTTP_413, "a plugin is at most %d bytes" % MAX_PLUGIN_BYTES)
+        try:
+            plugin, created = self._registry.add(name, source)
+        except PluginRejected as e:
+            raise bad_request("plugin %s refused: %s" % (name, e), "source")
+        log.info("Plugin %s %s by upload (%d actions, sha256 %s)", name,
+                 "added" if created else "replaced", len(plugin.actions), plugin.sha256[:12])
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+        resp.media = plugin.to_json()
 
 
 class DashboardResource:
