@@ -147,6 +147,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("VACUUM_SCHEDULE", "0 3 * * 0", _cron, "When to VACUUM the database (cron, UTC); empty: never."),
     Setting("REINDEX_SCHEDULE", "0 3 1 * *", _cron, "When to REINDEX the database (cron, UTC); empty: never."),
     Setting("OPTIMIZE_SCHEDULE", "30 3 * * *", _cron, "When to run PRAGMA optimize (cron, UTC); empty: never."),
+    Setting("METRICS_TOKEN", "", _text, "Bearer token for GET /metrics besides the admin token; empty: the admin token only."),
     Setting("RETRY_MAX_DELAY", 3600, _float(0, 10 ** 7), "Longest wait before a retry, whatever a task's retry_delay and retry_backoff."),
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token."),

@@ -411,7 +411,7 @@ def test_agent_work_and_result_round_trip(api, clock):
     assert set(r.json) == {"runs", "waited", "cancel"}
     [run] = r.json["runs"]
     assert set(run) == {"id", "task_id", "plugin", "action", "args", "kwargs", "plugin_sha256",
-                        "timeout", "attempt", "lease"}
+                        "timeout", "attempt", "lease", "due_at"}
     assert run["timeout"] is None  # neither the task nor RUN_TIMEOUT sets one
     assert run["task_id"] == task["id"]
     assert (run["plugin"], run["action"], run["args"], run["kwargs"]) == ("echo", "echo", [1, 2], {"x": 1})

@@ -10,7 +10,7 @@ from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
 from octopus.store.db import dumps
-from octopus.timeutil import iso
+from octopus.timeutil import iso, parse_iso
 
 log = logging.getLogger("octopus.server")
 
@@ -121,11 +121,12 @@ class WorkResource:
 
     auth = AGENT
 
-    def __init__(self, config, store, registry, dispatcher, clock=time.monotonic):
+    def __init__(self, config, store, registry, dispatcher, metrics=None, clock=time.monotonic):
         self._config = config
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        self._metrics = metrics
         self._clock = clock
 
     def on_post(self, req, resp):
@@ -180,7 +181,10 @@ class WorkResource:
 
     def _claim(self, name, capacity):
         runs = self._store.claim_runs(name, capacity) if capacity else []
+        now = self._store.clock()
         for run in runs:
+            if self._metrics is not None and run.get("due_at"):
+                self._metrics.dispatched(now - parse_iso(run["due_at"]))
             plugin = self._registry.get(run["plugin"])
             run["plugin_sha256"] = plugin.sha256 if plugin else None
             run["timeout"] = run["timeout"] or self._config.RUN_TIMEOUT or None

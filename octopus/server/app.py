@@ -3,14 +3,16 @@ import time
 
 import falcon
 
-from octopus.server import agents, maintenance, overview, system, tasks
+from octopus.server import agents, maintenance, metrics, overview, system, tasks
 from octopus.server.auth import AuthMiddleware
 from octopus.server.errors import handle_unexpected, serialize_error
 
 
 def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir,
                clock=time.time):
-    app = falcon.App(middleware=[AuthMiddleware(admin_token, agent_token),
+    counted = metrics.Metrics()
+    app = falcon.App(middleware=[metrics.MetricsMiddleware(counted),
+                                 AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
@@ -29,7 +31,9 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))
     app.add_route("/heartbeat", agents.HeartbeatResource(config, store, registry, dispatcher, clock))
-    app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher))
+    app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher,
+                                                     counted))
+    app.add_route("/metrics", metrics.MetricsResource(counted, store, dispatcher))
     app.add_route("/agent/results", agents.ResultsResource(store, dispatcher))
     app.add_route("/plugins", system.PluginsResource(registry))
     app.add_route("/plugins/{name}", system.PluginSourceResource(registry))

@@ -16,6 +16,7 @@ log = logging.getLogger("octopus.server")
 
 ADMIN = "admin"
 AGENT = "agent"
+METRICS = "metrics"  # the admin token, or METRICS_TOKEN when set
 PUBLIC = "public"
 
 
@@ -48,8 +49,10 @@ class AuthMiddleware:
     methods); the default is ADMIN.  An admin token passes everywhere.
     """
 
-    def __init__(self, admin_token, agent_token):
+    def __init__(self, admin_token, agent_token, metrics_token=""):
         self._tokens = ((admin_token.encode(), ADMIN), (agent_token.encode(), AGENT))
+        if metrics_token:
+            self._tokens += ((metrics_token.encode(), METRICS),)
 
     def _role_of(self, req):
         header = req.get_header("Authorization") or ""
@@ -76,6 +79,8 @@ class AuthMiddleware:
         if role is None:
             raise ApiError(falcon.HTTP_401, "missing or wrong token; send Authorization: Bearer <token>",
                            headers={"WWW-Authenticate": "Bearer"})
-        if wanted == ADMIN and role != ADMIN:
-            raise ApiError(falcon.HTTP_403, "this route needs the admin token")
+        if wanted == METRICS and role in (ADMIN, METRICS):
+            pass
+        elif wanted != role and role != ADMIN:
+            raise ApiError(falcon.HTTP_403, "this route needs the %s token" % wanted)
         req.context.role = role

@@ -3,6 +3,7 @@
 ``Store`` joins the query groups (tasks, runs, agents, maintenance, stats) over one Database and
 takes its clock and id generator from the caller, so tests control both.
 """
+import collections
 import time
 import uuid
 
@@ -27,6 +28,9 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         self._new_id = new_id
         self.client_timeout = client_timeout
         self.retry_max_delay = retry_max_delay
+        # Runs that ended, by status, since start (for /metrics).  Changed only
+        # inside write transactions, which one lock serialises.
+        self.finished_runs = collections.Counter()
         self.schema_version = migrate(self._db)
 
     @property

@@ -185,6 +185,8 @@ class RecurringQueries:
     def _insert_run(self, conn, task_id, client, status, slot, now, skipped=None):
         ts = iso(now)
         final = status == RunStatus.SKIPPED
+        if final:
+            self.finished_runs[status] += 1
         conn.execute(
             "INSERT INTO executions (task_id, client, status, due_at, result, updated_at, "
             "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

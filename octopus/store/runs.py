@@ -76,9 +76,11 @@ class RunQueries(SettleQueries, RecurringQueries):
         if conn.changes() != 1:
             return None
         running = status == RunStatus.RUNNING
+        # due_at: when the task became due, so dispatch latency counts its wait in Created.
         conn.execute("INSERT INTO executions (task_id, client, status, due_at, updated_at, "
-                     "created_at, started_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (task_id, agent, status, ts, ts, ts, ts if running else None,
+                     "created_at, started_at, lease) VALUES (?, ?, ?, (SELECT next_run_at FROM "
+                     "tasks WHERE id = ?), ?, ?, ?, ?)",
+                     (task_id, agent, status, task_id, ts, ts, ts if running else None,
                       new_lease() if running else None))
         return conn.last_insert_rowid()
 
@@ -257,7 +259,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         runs = []
         for run_id in run_ids:
             row = conn.execute(
-                "SELECT e.id, e.task_id, e.attempt, e.lease, t.plugin, t.action, t.args, "
+                "SELECT e.id, e.task_id, e.attempt, e.lease, e.due_at, t.plugin, t.action, t.args, "
                 "t.kwargs, t.timeout FROM executions e JOIN tasks t ON t.id = e.task_id "
                 "WHERE e.id = ?", (run_id,)).fetchall()[0]
             row["args"] = loads(row["args"])
@@ -321,6 +323,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return None
 
     def _record(self, conn, res, ts):
+        self.finished_runs[res["status"]] += 1
         conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
                      "finished_at = ?, updated_at = ? WHERE id = ?",
                      (res["status"], dumps(res.get("result")), res.get("output"),
