@@ -1,4 +1,5 @@
-"""Command line: ``--server``, ``--agent``, or both in one process; ``db`` tools."""
+"""Command line: ``--server``, ``--agent``, or both in one process; ``db`` tools;
+``tasks``/``agents``/``plugins`` for operators (ctl.py)."""
 import _thread
 import argparse
 import logging
@@ -21,8 +22,10 @@ def parser():
         prog="octopus.pyz",
         description="Octopus: a task server and its agents in one file.",
         epilog="Every setting can also come from a config file (--config) or the environment "
-               "(OCTOPUS_<NAME>); run --help-settings to list them. Database tools: "
-               "'db backup FILE' and 'db check' (see 'db --help').")
+               "(OCTOPUS_<NAME>); run --help-settings to list them. Operator commands: "
+               "'tasks list|show|create|cancel|delete', 'agents', 'plugins [push FILE]' "
+               "(each with --help). Database tools (see 'db --help'): 'db vacuum', "
+               "'db backup FILE' and 'db check'.")
     p.add_argument("--server", action="store_true", help="run the server (API and dashboard)")
     p.add_argument("--agent", action="store_true",
                    help="run an agent; with --server, a local agent in the same process")
@@ -42,6 +45,10 @@ def main(argv):
         from octopus import dbtool
 
         return dbtool.main(argv[1:])
+    if argv[:1] and argv[0] in ("tasks", "agents", "plugins"):
+        from octopus import ctl  # standard library only: runs where an agent runs
+
+        return ctl.main(argv)
     args = parser().parse_args(argv)
     if args.help_settings:
         for title, table in (("Server", settings.SERVER_SETTINGS), ("Agent", settings.AGENT_SETTINGS)):

@@ -1,9 +1,10 @@
-"""``octopus.pyz db backup FILE`` and ``octopus.pyz db check``.
+"""``octopus.pyz db backup FILE``, ``db check`` and ``db vacuum``.
 
-Both find the database as the server does (DB_FILE, or DATA_DIR/octopus.db,
+All find the database as the server does (DB_FILE, or DATA_DIR/octopus.db,
 from --config, OCTOPUS_* and --data-dir), never create one, and fail with
-one line.  Both are safe beside a running server: WAL lets them read one
-consistent snapshot while the server keeps writing.
+one line.  Backup and check are safe beside a running server: WAL lets them
+read one consistent snapshot while the server keeps writing.  Vacuum holds
+the write lock while it runs, as the server's own weekly VACUUM does.
 """
 import argparse
 import os
@@ -26,14 +27,16 @@ def parser():
     p = argparse.ArgumentParser(
         prog="octopus.pyz db",
         description="Back up or check the server's SQLite database (safe while it runs).")
-    sub = p.add_subparsers(dest="command", metavar="{backup,check}")
+    sub = p.add_subparsers(dest="command", metavar="{backup,check,vacuum}")
     backup = sub.add_parser("backup", help="copy the database to FILE (online backup)")
     backup.add_argument("file", metavar="FILE", help="where to write the copy")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     backup.add_argument("--step-pages", type=int, default=STEP_PAGES, metavar="N",
                         help="pages copied per step (default %d)" % STEP_PAGES)
     check = sub.add_parser("check", help="run integrity_check and foreign_key_check")
-    for command in (backup, check):
+    vacuum = sub.add_parser("vacuum", help="VACUUM now: give the free pages back to the disk "
+                                           "(writes wait while it runs)")
+    for command in (backup, check, vacuum):
         command.add_argument("--data-dir", help="folder holding octopus.db (DATA_DIR)")
         command.add_argument("--config", help="file of NAME = value lines "
                                               "(default: $OCTOPUS_CONFIG)")
@@ -44,12 +47,14 @@ def main(argv):
     args = parser().parse_args(argv)
     if args.command is None:
         parser().print_usage(sys.stderr)
-        sys.stderr.write("octopus.pyz db: say backup FILE or check\n")
+        sys.stderr.write("octopus.pyz db: say backup FILE, check or vacuum\n")
         return 2
     try:
         path = database_path(args)
         if args.command == "backup":
             return backup(path, args.file, args.force, max(1, args.step_pages))
+        if args.command == "vacuum":
+            return vacuum(path)
         return check(path)
     except (ConfigError, DbError) as e:
         sys.stderr.write("octopus db: %s\n" % e)
@@ -187,4 +192,28 @@ def check(path):
         return 1
     print("%s: ok (schema version %d; %s)" % (path, version, ", ".join(
         "%d %s" % (n, table) for table, n in counts.items())))
+    return 0
+
+
+def _file_sizes(path):
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def vacuum(path):
+    """VACUUM and truncate the WAL, as the server's maintenance does; prints the sizes."""
+    apsw = _apsw()
+    conn = open_existing(path)
+    before, started = _file_sizes(path), time.monotonic()
+    try:
+        # On disk, not in memory: the temporary copy is as large as the database.
+        conn.execute("PRAGMA temp_store = FILE")
+        conn.execute("VACUUM")
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0][0]
+    except apsw.Error as e:
+        raise DbError("vacuum of %s failed: %s" % (path, e))  # SQLite rolled it back
+    finally:
+        conn.close()
+    print("Vacuumed %s: %d bytes before, %d after, %.2fs%s" % (
+        path, before, _file_sizes(path), time.monotonic() - started,
+        "" if not busy else " (WAL not truncated: readers held it)"))
     return 0

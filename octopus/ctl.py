@@ -1,0 +1,350 @@
+"""Operator commands: ``tasks``, ``agents`` and ``plugins`` over the HTTP API.
+
+Standard library only, so they run wherever an agent runs.  Every failure is
+one line on stderr and an exit code scripts can tell apart (EXIT_CODES).
+Tables are for people; ``--json`` prints the API's JSON as it came.
+"""
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.parse
+
+from octopus import config as settings
+from octopus.agent.client import ServerClient
+from octopus.config import ConfigError
+
+OK, FAILED, REFUSED, UNREACHABLE, AUTH = 0, 1, 2, 3, 4
+EXIT_CODES = """exit codes:
+  0  done
+  1  the task did not succeed (tasks create --wait: failed, cancelled, or not final in time)
+  2  bad usage, or the server refused the request (400, 404, 405, 409, 413)
+  3  the server is unreachable, timed out or failed (5xx)
+  4  no admin token, or the server refused it (401, 403)"""
+FINAL = ("success", "failed", "Done", "cancelled", "completed")
+COMMANDS = ("tasks", "agents", "plugins")
+
+
+class CtlError(Exception):
+    """A failure reported as one line, with its exit code."""
+
+    def __init__(self, message, code=REFUSED):
+        super().__init__(message)
+        self.code = code
+
+
+# -- talking to the server ------------------------------------------------------
+
+class Client(ServerClient):
+    """The agent's client, sending any body and keeping the error's field."""
+
+    def __init__(self, url, token, timeout):
+        super().__init__(url, token, timeout)
+        self.url = url
+        self.last_status = None
+
+    def send(self, method, path, data=None, content_type="application/json", timeout=None):
+        """One request; the decoded JSON reply (None when empty), or CtlError."""
+        headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        timeout = self._timeout if timeout is None else timeout
+        for attempt in (1, 2):
+            # A kept-alive connection the server has closed fails at once: one
+            # more try on a fresh one, never for a request sent on a fresh one.
+            reused = self._conn is not None and self._conn.sock is not None
+            try:
+                conn = self._connection(timeout)
+                conn.request(method, self._base + path, body=data, headers=headers)
+                response = conn.getresponse()
+                status, payload = response.status, response.read()
+                break
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                if not reused or attempt == 2:
+                    raise CtlError("cannot reach the server at %s: %s"
+                                   % (self.url, e or type(e).__name__), UNREACHABLE)
+        self.last_status = status
+        if status >= 400:
+            raise _refusal(status, payload)
+        try:
+            return json.loads(payload) if payload else None
+        except ValueError:
+            raise CtlError("%s did not answer JSON on %s %s: is it an Octopus server?"
+                           % (self.url, method, path), UNREACHABLE)
+
+
+def _refusal(status, payload):
+    try:
+        error = json.loads(payload)["error"]
+        message, field = error["message"], error.get("field")
+    except (ValueError, KeyError, TypeError):
+        message, field = payload[:200].decode("utf-8", "replace").strip(), None
+    where = " (field %s)" % field if field else ""
+    if status in (401, 403):
+        return CtlError("the server refused the token (%d %s): pass --token or set "
+                        "OCTOPUS_ADMIN_TOKEN to the admin token" % (status, message), AUTH)
+    if status >= 500:
+        return CtlError("server error %d: %s" % (status, message), UNREACHABLE)
+    if status == 404:
+        return CtlError("not found: %s" % message, REFUSED)
+    return CtlError("refused (%d): %s%s" % (status, message, where), REFUSED)
+
+
+def _local_config(args):
+    """The server's settings as the server would read them on this host."""
+    flags = {"DATA_DIR": args.data_dir} if args.data_dir else None
+    config_file = args.config or os.environ.get(settings.ENV_PREFIX + "CONFIG")
+    file_values = settings.read_file(config_file) if config_file else {}
+    return settings.load(settings.SERVER_SETTINGS, file_values, os.environ, flags), file_values
+
+
+def server_url(args, config, file_values):
+    url = args.server_url or os.environ.get("OCTOPUS_SERVER_URL") or file_values.get("SERVER_URL")
+    if url:
+        return url.rstrip("/")
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(
+        config.SERVER_HOST, config.SERVER_HOST)
+    return "http://%s:%d" % ("[%s]" % host if ":" in host else host, config.SERVER_PORT)
+
+
+def admin_token(args, config):
+    token = args.token or config.ADMIN_TOKEN  # env OCTOPUS_ADMIN_TOKEN, else the config file
+    if token:
+        return token
+    path = config.path("admin.token")
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise CtlError("no admin token: pass --token, set OCTOPUS_ADMIN_TOKEN, or --data-dir "
+                       "to the server's DATA_DIR (%s: %s)" % (path, e.strerror or e), AUTH)
+    if not token:
+        raise CtlError("no admin token: %s is empty" % path, AUTH)
+    return token
+
+
+def connect(args):
+    config, file_values = _local_config(args)
+    url = server_url(args, config, file_values)
+    if not url.startswith(("http://", "https://")):
+        raise CtlError("server URL %r must start with http:// or https://" % url)
+    return Client(url, admin_token(args, config), timeout=args.request_timeout)
+
+
+# -- output -----------------------------------------------------------------------
+
+WIDTH = 40  # longest cell in a table; longer values are cut with "..."
+
+
+def cell(value, width=WIDTH):
+    if value is None:
+        text = "-"
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, separators=(",", ":"))
+    text = " ".join(text.split())  # one line per row
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def when(value):
+    """2026-11-27T10:21:47.123Z -> 2026-11-27 10:21:47 (UTC), short enough for a table."""
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def table(headers, rows, out=None):
+    out = out or sys.stdout
+    rows = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in [headers] + rows:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+
+
+def print_json(value):
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_task(task):
+    fields = ("id", "status", "type", "owner", "executor", "interval", "timezone",
+              "execution_start_time", "execution_end_time", "next_run_at", "timeout",
+              "max_retries", "created_at", "updated_at", "cancelled_at")
+    print("%-20s %s.%s" % ("plugin.action", task["plugin"], task["action"]))
+    for name in fields:
+        if task.get(name) is not None:
+            print("%-20s %s" % (name, task[name]))
+    for name in ("args", "kwargs", "result"):
+        print("%-20s %s" % (name, json.dumps(task.get(name), ensure_ascii=False)))
+    error = (task.get("result") or {}).get("error") if isinstance(task.get("result"), dict) else None
+    if isinstance(error, dict) and error.get("traceback"):  # readable, not one JSON line
+        print("\n" + error["traceback"].rstrip())
+    runs = task.get("executions") or []
+    if runs:
+        print("\nruns (%d, oldest first):" % len(runs))
+        table(["RUN", "AGENT", "TRY", "STATUS", "STARTED", "DURATION", "RESULT"],
+              [[r["id"], r["client"], r.get("attempt"), r["status"], when(r.get("started_at")),
+                "-" if r.get("duration") is None else "%.3fs" % r["duration"], r.get("result")]
+               for r in runs])
+
+
+# -- commands ---------------------------------------------------------------------
+
+def tasks_list(client, args):
+    query = {k: v for k, v in (("status", args.status), ("type", args.type),
+                               ("owner", args.owner), ("plugin", args.plugin),
+                               ("executor", args.executor), ("q", args.search),
+                               ("limit", args.limit), ("offset", args.offset)) if v is not None}
+    reply = client.send("GET", "/tasks?" + urllib.parse.urlencode(query))
+    if args.json:
+        return print_json(reply)
+    table(["ID", "STATUS", "TYPE", "OWNER", "ACTION", "EXECUTOR", "CREATED (UTC)", "NEXT RUN"],
+          [[t["id"], t["status"], t["type"], t["owner"], "%s.%s" % (t["plugin"], t["action"]),
+            t["executor"], when(t["created_at"]), when(t.get("next_run_at"))]
+           for t in reply["tasks"]])
+    shown = len(reply["tasks"])
+    print("%d of %d task(s)%s" % (shown, reply["total"],
+                                  " from offset %d" % reply["offset"] if reply["offset"] else ""))
+
+
+def _task_path(task_id, suffix=""):
+    return "/tasks/" + urllib.parse.quote(task_id, safe="") + suffix
+
+
+def tasks_show(client, args):
+    task = client.send("GET", _task_path(args.id))
+    return print_json(task) if args.json else print_task(task)
+
+
+def _json_arg(text, flag, kind):
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise CtlError("%s is not valid JSON: %s" % (flag, e))
+    if not isinstance(value, kind):
+        raise CtlError("%s must be a JSON %s" % (flag, "array" if kind is list else "object"))
+    return value
+
+
+CREATE_FIELDS = (("owner", "owner"), ("type", "type"), ("interval", "interval"),
+                 ("timezone", "timezone"), ("start", "execution_start_time"),
+                 ("end", "execution_end_time"), ("timeout", "timeout"),
+                 ("max_retries", "max_retries"), ("retry_delay", "retry_delay"),
+                 ("retry_backoff", "retry_backoff"), ("overlap", "overlap"),
+                 ("catch_up", "catch_up"))
+
+
+def tasks_create(client, args):
+    body = {"plugin": args.plugin, "action": args.action}
+    if args.args is not None:
+        body["args"] = _json_arg(args.args, "--args", list)
+    if args.kwargs is not None:
+        body["kwargs"] = _json_arg(args.kwargs, "--kwargs", dict)
+    body.update({field: getattr(args, attr) for attr, field in CREATE_FIELDS
+                 if getattr(args, attr) is not None})
+    task = client.send("POST", "/tasks", json.dumps(body).encode())
+    if args.wait is None:
+        return print_json(task) if args.json else print_task(task)
+    task = wait_final(client, task, args.wait)
+    if args.json:
+        print_json(task)
+    else:
+        print_task(task)
+    return outcome(task)
+
+
+def wait_final(client, task, seconds):
+    """Hold GET /tasks/{id}?wait= (60 s at most each) until final or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while task["status"] not in FINAL:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        step = min(60.0, left)
+        task = client.send("GET", _task_path(task["id"], "?wait=%.3f" % step),
+                           timeout=step + client._timeout)
+    return task
+
+
+def outcome(task):
+    """Exit code for a waited task: 0 only if every run it made succeeded."""
+    status, result = task["status"], task.get("result")
+    if status == "success" or (status == "Done" and not (
+            isinstance(result, dict) and result.get("total", 0) != result.get("success", 0))):
+        return OK
+    if status not in FINAL:
+        sys.stderr.write("octopus: task %s is still %s\n" % (task["id"], status))
+    else:
+        sys.stderr.write("octopus: task %s ended %s\n" % (task["id"], status))
+    return FAILED
+
+
+def tasks_cancel(client, args):
+    task = client.send("POST", _task_path(args.id, "/cancel"))
+    if args.json:
+        return print_json(task)
+    print("Task %s cancelled (status now %s%s)" % (
+        task["id"], task["status"],
+        ": its runs are being stopped" if task["status"] == "Active" else ""))
+
+
+def tasks_delete(client, args):
+    client.send("DELETE", _task_path(args.id))
+    if args.json:
+        return print_json({"deleted": args.id})
+    print("Task %s deleted" % args.id)
+
+
+def agents(client, args):
+    reply = client.send("GET", "/agents")
+    if args.json:
+        return print_json(reply)
+    table(["NAME", "STATUS", "HOST", "IP", "VERSION", "SLOTS", "RUNNING", "LAST HEARTBEAT (UTC)"],
+          [[a["name"], a["status"], a.get("hostname"), a.get("ip"), a.get("version"),
+            a.get("concurrency"), a.get("running"), when(a.get("last_heartbeat"))]
+           for a in reply["agents"]])
+    online = sum(a["status"] == "online" for a in reply["agents"])
+    print("%d agent(s), %d online" % (len(reply["agents"]), online))
+
+
+def plugins(client, args):
+    if args.action == "push":
+        from octopus.ctl_push import push
+
+        return push(client, args)
+    reply = client.send("GET", "/plugins")
+    if args.json:
+        return print_json(reply)
+    table(["NAME", "SHA256", "ACTIONS", "DESCRIPTION"],
+          [[p["name"], p["sha256"][:12], ", ".join(p["actions"]), p.get("doc")]
+           for p in reply["plugins"]])
+
+
+# -- entry point ------------------------------------------------------------------
+
+def main(argv):
+    from octopus.ctl_args import parser
+
+    args = parser().parse_args(argv)
+    if getattr(args, "run", None) is None:  # 'tasks' alone
+        return _fail("say tasks list|show|create|cancel|delete (see 'tasks --help')", REFUSED)
+    try:
+        client = connect(args)
+        try:
+            return args.run(client, args) or OK
+        finally:
+            client.close()
+    except CtlError as e:
+        return _fail(str(e), e.code)
+    except ConfigError as e:
+        return _fail(str(e), REFUSED)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # piped into head: not an error
+        sys.stderr.close()
+        return OK
+
+
+def _fail(message, code):
+    sys.stderr.write("octopus: %s\n" % message)
+    return code
