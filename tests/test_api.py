@@ -1241,3 +1241,20 @@ def test_cancel_flags_a_running_run_for_its_agent_once(api):
     assert_error(api.call("POST", "/tasks/%s/cancel" % task["id"]), 409)
     assert_error(api.call("POST", "/tasks/none/cancel"), 404)
     assert_error(api.call("POST", "/tasks/%s/cancel" % task["id"], token=AGENT_TOKEN), 403)
+
+
+def test_a_locked_database_is_a_503_that_says_so(api, tmp_path):
+    import apsw
+
+    other = apsw.Connection(str(tmp_path / "octopus.db"))
+    other.execute("BEGIN EXCLUSIVE")
+    api.store._db._writer.set_busy_timeout(50)  # not the 5 s a real server waits
+    try:
+        with unchanged(api):
+            r = api.call("POST", "/tasks", ECHO)
+            assert_error(r, 503)
+        assert "busy" in r.json["error"]["message"] and r.headers["Retry-After"] == "5"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert api.call("POST", "/tasks", ECHO).status_code == 201

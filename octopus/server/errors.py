@@ -3,6 +3,7 @@ import json
 import logging
 import re
 
+import apsw
 import falcon
 
 log = logging.getLogger("octopus.server")
@@ -42,7 +43,16 @@ def serialize_error(req, resp, exc):
 
 
 def handle_unexpected(req, resp, exc, params):
-    """A bug on our side: log it with its traceback, answer 500 without one."""
+    """A bug on our side: log it with its traceback, answer 500 without one.
+
+    The database being busy or its disk full is not a bug: 503, one log line.
+    """
+    if isinstance(exc, (apsw.BusyError, apsw.FullError)):
+        reason = ("the database is busy (locked by another process?)"
+                  if isinstance(exc, apsw.BusyError) else "the database's disk is full")
+        log.error("%s %s failed: %s: %s", req.method, req.path, reason, exc)
+        raise ApiError(falcon.HTTP_503, reason + "; nothing was changed, try again later",
+                       headers={"Retry-After": "5"})
     log.exception("Unhandled error on %s %s", req.method, req.path)
     raise ApiError(falcon.HTTP_500, "internal server error; see the server log")
 
