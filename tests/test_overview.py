@@ -99,6 +99,12 @@ def test_head_of_the_dashboard_answers(api):
     assert r.status_code == 200 and "Content-Security-Policy" in r.headers
 
 
+def test_dashboard_files_are_revalidated_so_an_upgrade_is_never_mixed(api):
+    for path in ("/", "/static/app.js"):
+        r = api.call("GET", path, token=None)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-cache"
+
+
 # -- bulk create ------------------------------------------------------------------
 
 def test_a_list_of_tasks_is_created_in_one_request(api):

@@ -126,8 +126,13 @@ class DashboardResource:
 
 
 class SecurityHeaders:
-    """Middleware adding the dashboard's headers to the static files too."""
+    """Middleware adding the dashboard's headers to the static files too.
+
+    ``no-cache`` (revalidate by ETag every time): after an upgrade a browser
+    must not mix cached modules of the old version with new ones.
+    """
 
     def process_response(self, req, resp, resource, req_succeeded):
-        if req.path.startswith("/static/"):
+        if req.path.startswith("/static/") or req.path == "/":
             resp.set_headers(SECURITY_HEADERS)
+            resp.set_header("Cache-Control", "no-cache")
