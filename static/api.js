@@ -3,6 +3,8 @@
 import {setClockOffset} from "./dom.js";
 
 const KEY = "octopus.token";
+/** A request the server has not answered by then is given up (and the server called unreachable). */
+export const REQUEST_TIMEOUT_MS = 10_000;
 
 export const token = {
   get: () => sessionStorage.getItem(KEY),
@@ -10,11 +12,13 @@ export const token = {
   clear: () => sessionStorage.removeItem(KEY),
 };
 
-export class ApiError extends Error {
-  constructor(status, message, field) {
+/** status 0: no answer (network down or timed out); `aborted`: the caller gave the request up. */
+class ApiError extends Error {
+  constructor(status, message, field, aborted = false) {
     super(message);
     this.status = status;
     this.field = field || null;
+    this.aborted = aborted;
   }
 }
 
@@ -23,13 +27,14 @@ export function whenUnauthorized(fn) {
   onUnauthorized = fn;
 }
 
-/** Fires with true/false as the server becomes unreachable or reachable again. */
+/** Fires with true after every answer and false after every request that got none. */
 let onReachable = () => {};
 export function whenReachable(fn) {
   onReachable = fn;
 }
 
-export async function api(method, path, {body, params, auth} = {}) {
+/** `signal`: an AbortSignal of the caller's, to drop a request a newer one supersedes. */
+export async function api(method, path, {body, params, auth, signal} = {}) {
   if (params) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
@@ -37,18 +42,28 @@ export async function api(method, path, {body, params, auth} = {}) {
   }
   const headers = {Authorization: "Bearer " + (auth ?? token.get() ?? "")};
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp;
+  const ctrl = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; ctrl.abort(); }, REQUEST_TIMEOUT_MS);
+  const drop = () => ctrl.abort();
+  if (signal?.aborted) drop();
+  signal?.addEventListener("abort", drop);
+  let resp, text;
   try {
     resp = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-                              cache: "no-store"});
+                              cache: "no-store", signal: ctrl.signal});
+    text = await resp.text();
   } catch (e) {
+    if (!timedOut && signal?.aborted) throw new ApiError(-1, "Superseded.", null, true);
     onReachable(false);
-    throw new ApiError(0, "Cannot reach the server.");
+    throw new ApiError(0, timedOut ? "The server did not answer in time." : "Cannot reach the server.");
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", drop);
   }
   onReachable(true);
   const date = resp.headers.get("Date");
   if (date) setClockOffset(Date.parse(date) + 500 - Date.now());
-  const text = await resp.text();
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -62,4 +77,4 @@ export async function api(method, path, {body, params, auth} = {}) {
   throw error;
 }
 
-export const get = (path, params) => api("GET", path, {params});
+export const get = (path, params, signal) => api("GET", path, {params, signal});

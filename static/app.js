@@ -6,6 +6,7 @@
 // scheduled after the previous one finished, so a slow server never piles
 // requests up).
 import {api, token, whenReachable, whenUnauthorized} from "./api.js";
+import {h, setText} from "./dom.js";
 import * as overview from "./views/overview.js";
 import * as agents from "./views/agents.js";
 import * as tasks from "./views/tasks.js";
@@ -13,6 +14,7 @@ import * as newTask from "./views/new-task.js";
 import * as detail from "./views/task-detail.js";
 
 const POLL_MS = 1500;
+const STALE_MS = 5000; // "Live" greys out when the last answer is older than this
 
 const routes = [
   [/^\/overview$/, overview, "overview"],
@@ -33,7 +35,13 @@ function parseHash() {
   return {path, query: new URLSearchParams(query)};
 }
 
+function setTitle(text) {
+  document.title = text ? text + " · Octopus" : "Octopus";
+}
+
 function route(userNavigated) {
+  // In-page anchors (the skip link, "#view") are not routes.
+  if (current && location.hash && !location.hash.startsWith("#/")) return;
   const {path, query} = parseHash();
   stop();
   current?.view.unmount?.();
@@ -45,9 +53,20 @@ function route(userNavigated) {
       if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
-    const view = mod.mount(viewRoot, {params: m.slice(1), query});
-    current = {path, view};
-    document.title = (viewRoot.querySelector("h1")?.textContent || "Octopus") + " · Octopus";
+    const banner = h("p", {class: "banner error", role: "alert"});
+    const holder = {};
+    // A view's own out-of-tick refresh (a filter changed) reports its outcome here.
+    const report = (e) => {
+      if (current === holder.view && (!e || (e.status !== 401 && !e.aborted))) showRefreshError(holder.view, e);
+    };
+    const view = mod.mount(viewRoot, {params: m.slice(1), query, setTitle, report});
+    // The banner goes under the view's heading (before everything when it has none).
+    const head = viewRoot.querySelector(".head");
+    if (head) head.after(banner);
+    else viewRoot.prepend(banner);
+    current = holder.view = {path, view, banner, fieldError: null};
+    lastRefresh = Date.now();
+    if (!view.ownsTitle) setTitle(viewRoot.querySelector("h1")?.textContent || "");
     if (userNavigated) viewRoot.focus({preventScroll: true});
     tick();
     return;
@@ -63,13 +82,42 @@ async function tick() {
     mine.busy = true;
     try {
       await mine.view.refresh?.();
+      lastRefresh = Date.now();
+      if (current === mine) showRefreshError(mine, null);
     } catch (e) {
-      if (e.status !== 401) console.warn("refresh failed:", e.message);
+      if (e.status > 0) lastRefresh = Date.now(); // the server answered, if not well
+      if (current === mine && e.status !== 401 && !e.aborted) showRefreshError(mine, e);
     } finally {
       mine.busy = false;
     }
   }
   if (current === mine && token.get() && timer === null) timer = setTimeout(tick, POLL_MS);
+}
+
+/**
+ * A refresh that failed says so until one succeeds: next to the control the
+ * error names (a search too long), else in a banner at the top of the view.
+ */
+function showRefreshError(view, e) {
+  const control = e?.field && viewRoot.querySelector(`[name="${CSS.escape(e.field)}"]`);
+  if (view.fieldError && view.fieldError.control !== control) {
+    view.fieldError.control.removeAttribute("aria-invalid");
+    view.fieldError.slot.remove();
+    view.fieldError = null;
+  }
+  if (control) {
+    if (!view.fieldError) {
+      const slot = h("p", {class: "field-error", role: "alert", id: (control.id || e.field) + "-error"});
+      (control.closest(".field") || control.parentElement).append(slot);
+      view.fieldError = {control, slot};
+    }
+    control.setAttribute("aria-invalid", "true");
+    setText(view.fieldError.slot, e.message);
+    setText(view.banner, "");
+    return;
+  }
+  setText(view.banner, !e ? "" : e.status === 0 ? "" : // unreachable: the header says so
+    `The server answered: ${e.message}`);
 }
 
 function stop() {
@@ -80,6 +128,7 @@ function stop() {
 // ---- sign-in -----------------------------------------------------------
 
 function showSignin(message) {
+  const again = !$("signin").hidden; // a second 401 must not wipe what is being typed
   stop();
   current?.view.unmount?.();
   current = null;
@@ -87,7 +136,8 @@ function showSignin(message) {
   document.querySelector("header.top").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
-  document.title = "Sign in · Octopus";
+  setTitle("Sign in");
+  if (again) return;
   $("token").value = "";
   $("token").focus();
 }
@@ -133,16 +183,33 @@ whenUnauthorized(() => {
   showSignin("The token was refused; sign in again.");
 });
 
-whenReachable((ok) => {
+// The indicator's words change only when the state does (it is a live region):
+// live, stale (no answer for a while: a hung server) or down.
+let lastRefresh = 0;
+let liveState = "";
+function showLive(state) {
+  if (state === liveState) return;
+  liveState = state;
   const live = $("live");
-  live.textContent = ok ? "Live" : "Cannot reach the server, retrying…";
-  live.classList.toggle("down", !ok);
+  live.textContent = {live: "Live", stale: "Waiting for the server…", down: "Cannot reach the server, retrying…"}[state];
+  live.classList.toggle("down", state === "down");
+  live.classList.toggle("stale", state === "stale");
+}
+whenReachable((ok) => showLive(ok ? "live" : "down"));
+setInterval(() => {
+  if (liveState === "live" && current && !document.hidden && Date.now() - lastRefresh > STALE_MS) showLive("stale");
+}, 1000);
+
+$("skip").addEventListener("click", (ev) => {
+  ev.preventDefault(); // not a route: keep the view, its filters and what was typed
+  viewRoot.focus();
 });
 
 window.addEventListener("hashchange", () => token.get() && route(true));
 document.addEventListener("visibilitychange", () => {
   // Catch up at once when the tab comes back rather than waiting a tick.
   if (!document.hidden && current) {
+    lastRefresh = Date.now();
     stop();
     tick();
   }

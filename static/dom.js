@@ -109,16 +109,24 @@ export function localTime(iso) {
   return (d.toDateString() === new Date().toDateString() ? sameDay : otherDay).format(d);
 }
 
-/** A <time> showing local time and age, with the ISO time on hover. */
-export function timeCell(el, iso, withAge = true) {
+/** A <time> showing local time and age (after an optional prefix), with the ISO time on hover. */
+export function timeCell(el, iso, prefix = "") {
   if (!iso) {
     setText(el, "—");
     setAttr(el, "title", null);
     return;
   }
-  setText(el, withAge ? localTime(iso) + " · " + age(iso) : localTime(iso));
+  setText(el, prefix + localTime(iso) + " · " + age(iso));
   setAttr(el, "title", iso);
   if (el.tagName === "TIME") setAttr(el, "datetime", iso);
+}
+
+/** Time since `iso` for a run going on: whole seconds, growing each refresh. */
+export function elapsed(iso) {
+  const s = Math.max(0, Math.floor((now() - Date.parse(iso)) / 1000));
+  if (s < 120) return s + " s";
+  const m = Math.floor(s / 60);
+  return m < 120 ? `${m} min ${s % 60} s` : (s / 3600).toFixed(1) + " h";
 }
 
 export function duration(seconds) {

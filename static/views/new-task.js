@@ -2,11 +2,13 @@
 // refresh only updates the owner list (when it is not in use) and the
 // schedule preview.
 import {api, get} from "../api.js";
-import {age, h, localTime, setAttr} from "../dom.js";
+import {age, h, localTime, now, setAttr, setText} from "../dom.js";
 
 const TYPES = ["Adhoc", "Interval", "Scheduled"];
+const AGENTS_EVERY_MS = 10_000; // the owner list: agents come and go rarely
+const MY_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
 
-export function mount(root) {
+export function mount(root, {query}) {
   const slots = {}; // server field name -> {control, error}
   const ctl = {
     plugin: h("select", {id: "plugin", name: "plugin"}),
@@ -53,6 +55,18 @@ export function mount(root) {
   const preview = h("ol.preview", {id: "preview", "aria-live": "polite"});
   const previewBox = h("div.preview-box", null, h("h3", null, "Next runs"), preview);
   const formError = h("p.error", {role: "alert"});
+  let formErrorFromPreview = false;
+  function myZoneHint() {
+    // Empty means UTC (as on the server); the browser's zone is one click away, never a silent default.
+    if (!MY_ZONE || MY_ZONE === "UTC") return h("span", {hidden: true});
+    const use = h("button.link", {type: "button", id: "use-my-zone"}, `Use my zone (${MY_ZONE})`);
+    use.addEventListener("click", () => {
+      ctl.timezone.value = MY_ZONE;
+      clearError(ctl.timezone);
+      schedulePreview();
+    });
+    return h("p.hint.zone", null, use);
+  }
   const submit = h("button.primary", {type: "submit"}, "Create task");
 
   const recurringOnly = [];
@@ -70,6 +84,7 @@ export function mount(root) {
       only("Interval", field(null, "Every (seconds)", ctl.seconds)),
       only("Scheduled", field(null, "Cron (minute hour day month weekday)", ctl.cron, "For example 30 9 * * MON-FRI")),
       only("Scheduled", field("timezone", "Time zone", ctl.timezone, "The zone the cron is read in; empty: UTC.")),
+      only("Scheduled", myZoneHint()),
       h("div.row", null,
         field("execution_start_time", "Start (your local time)", ctl.start, "Empty: now."),
         only("Interval Scheduled", field("execution_end_time", "End (your local time)", ctl.end, "Empty: never."))),
@@ -97,6 +112,7 @@ export function mount(root) {
     const s = slot(name);
     if (!s) {
       formError.textContent = (name ? name + ": " : "") + message;
+      formErrorFromPreview = false;
       return null;
     }
     s.error.textContent = message;
@@ -107,6 +123,22 @@ export function mount(root) {
     control.removeAttribute("aria-invalid");
     const e = document.getElementById(control.id + "-error");
     if (e) e.textContent = "";
+  }
+
+  // A number or date input holding what it cannot parse ("1e", half a date) has
+  // the value "": without this check it would be silently left out of the request.
+  const PARSED = ["seconds", "start", "end", "timeout", "max_retries", "retry_delay", "retry_backoff"];
+  function checkParsed(names = PARSED) {
+    let first = null;
+    for (const name of names) {
+      const c = ctl[name];
+      if (c.closest("[hidden]") || !c.validity.badInput) continue;
+      const error = document.getElementById(c.id + "-error");
+      error.textContent = c.type === "number" ? "Not a number" : "Incomplete date";
+      c.setAttribute("aria-invalid", "true");
+      first ||= c;
+    }
+    return first;
   }
 
   // ---- JSON fields: checked as you type, and before sending ----
@@ -129,6 +161,12 @@ export function mount(root) {
   }
   for (const name of ["args", "kwargs"]) ctl[name].addEventListener("input", () => checkJson(name));
 
+  // The task to copy for "Edit as new", fetched alongside the plugins.
+  const from = query?.get("from");
+  const copied = !from ? Promise.resolve(null) : get(`/tasks/${encodeURIComponent(from)}`, {executions: 0}).catch((e) => {
+    if (e.status !== 401) showError(null, "Could not load the task to copy: " + e.message);
+    return null;
+  });
   // ---- plugin and action choices ----
   let plugins = [];
   function fillActions() {
@@ -145,12 +183,45 @@ export function mount(root) {
   }
   ctl.plugin.addEventListener("change", fillActions);
   ctl.action.addEventListener("change", describeAction);
-  get("/plugins").then((data) => {
+  Promise.all([get("/plugins"), copied]).then(([data, t]) => {
     plugins = data.plugins;
     ctl.plugin.replaceChildren(...plugins.map((p) => h("option", {value: p.name}, p.name)));
-    if (plugins.some((p) => p.name === "echo")) ctl.plugin.value = "echo";
+    if (t && plugins.some((p) => p.name === t.plugin)) ctl.plugin.value = t.plugin;
+    else if (plugins.some((p) => p.name === "echo")) ctl.plugin.value = "echo";
     fillActions();
+    if (t) {
+      if (!ctl.action.querySelector(`option[value="${CSS.escape(t.action)}"]`)) ctl.action.append(h("option", {value: t.action}, t.action));
+      ctl.action.value = t.action;
+      describeAction();
+      fillFrom(t);
+    }
   }).catch((e) => e.status !== 401 && showError(null, "Could not load the plugins: " + e.message));
+
+  // ---- "Edit as new": the form starts as a copy of a task ----
+  function fillFrom(t) {
+    ctl.args.value = JSON.stringify(t.args ?? []);
+    ctl.kwargs.value = JSON.stringify(t.kwargs ?? {});
+    ctl.type.value = t.type;
+    if (t.type === "Interval") ctl.seconds.value = t.interval;
+    if (t.type === "Scheduled") {
+      ctl.cron.value = t.interval;
+      ctl.timezone.value = t.timezone || "";
+    }
+    if (t.type !== "Adhoc") {
+      ctl.overlap.value = t.overlap || "skip";
+      ctl.catch_up.value = t.catch_up || "once";
+    }
+    for (const f of ["timeout", "max_retries", "retry_delay", "retry_backoff"]) {
+      if (t[f] !== null && t[f] !== undefined) ctl[f].value = t[f];
+    }
+    wantedOwner = t.owner;
+    if (!ctl.owner.querySelector(`option[value="${CSS.escape(t.owner)}"]`)) {
+      ctl.owner.append(h("option", {value: t.owner}, t.owner));
+    }
+    ctl.owner.value = t.owner;
+    showType();
+  }
+  let wantedOwner = null;
 
   // ---- owner: Anyone, ALL and the live agent list ----
   let ownerKey = null;
@@ -160,9 +231,11 @@ export function mount(root) {
     if (key === ownerKey || document.activeElement === ctl.owner) return;
     ownerKey = key;
     const keep = ctl.owner.value || "Anyone";
+    const extra = [keep, wantedOwner].find((o) => o && !["Anyone", "ALL"].includes(o) && !agents.some((a) => a.name === o));
     ctl.owner.replaceChildren(h("option", {value: "Anyone"}, "Anyone"), h("option", {value: "ALL"}, "ALL agents"),
       agents.length ? h("optgroup", {label: "Agents"}, agents.map((a) =>
-        h("option", {value: a.name}, a.name + (a.status === "online" ? "" : " (offline)")))) : null);
+        h("option", {value: a.name}, a.name + (a.status === "online" ? "" : " (offline)")))) : null,
+      extra ? h("option", {value: extra}, extra + " (not seen)") : null);
     ctl.owner.value = keep;
   }
   fillOwners([]);
@@ -173,7 +246,6 @@ export function mount(root) {
     schedulePreview();
   }
   ctl.type.addEventListener("change", showType);
-  if (!ctl.timezone.value) ctl.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
 
   let previewTimer = null;
   let previewSeq = 0;
@@ -181,31 +253,83 @@ export function mount(root) {
     clearTimeout(previewTimer);
     previewTimer = setTimeout(loadPreview, 300);
   }
-  for (const c of [ctl.seconds, ctl.cron, ctl.timezone, ctl.start]) c.addEventListener("input", schedulePreview);
+  for (const c of [ctl.seconds, ctl.cron, ctl.timezone, ctl.start, ctl.end]) c.addEventListener("input", schedulePreview);
 
-  async function loadPreview() {
+  // The preview is cached by its parameters: a tick with nothing changed only
+  // rewrites the "in 3 min" texts and drops times gone by; it asks again when
+  // none is left, or after a minute.
+  const PREVIEW_TTL_MS = 60_000;
+  let previewKey = null;
+  let previewTimes = [];
+  let previewAt = 0;
+  function previewAges() {
+    for (const li of preview.querySelectorAll("li[data-t]")) {
+      const t = li.dataset.t;
+      if (Date.parse(t) <= now()) li.remove();
+      else setText(li.firstChild, `${localTime(t)} · ${age(t)}`);
+    }
+    previewTimes = previewTimes.filter((t) => Date.parse(t) > now());
+  }
+  function previewNote(text) {
+    previewKey = null;
+    preview.replaceChildren(h("li.muted", null, text));
+  }
+  async function loadPreview(fromTick = false) {
     previewTimer = null;
     const kind = ctl.type.value;
-    const mine = ++previewSeq;
     if (kind === "Adhoc") return;
     const interval = intervalControl().value.trim();
     if (!interval) {
-      preview.replaceChildren(h("li.muted", null, kind === "Scheduled" ? "Enter a cron to see its next runs." : "Enter the seconds between runs."));
+      ++previewSeq;
+      previewNote(kind === "Scheduled" ? "Enter a cron to see its next runs." : "Enter the seconds between runs.");
+      return;
+    }
+    const bad = checkParsed(["start", "end"].concat(kind === "Interval" ? ["seconds"] : []));
+    if (bad) {
+      ++previewSeq;
+      previewNote("No preview: fix the schedule.");
       return;
     }
     const params = {type: kind, interval, count: 5};
     if (kind === "Scheduled" && ctl.timezone.value.trim()) params.timezone = ctl.timezone.value.trim();
     if (ctl.start.value) params.execution_start_time = isoFromLocal(ctl.start.value);
+    const end = ctl.end.value ? Date.parse(isoFromLocal(ctl.end.value)) : null;
+    const key = JSON.stringify([params, end]);
+    if (fromTick && key === previewKey) {
+      const hadTimes = previewTimes.length > 0;
+      previewAges();
+      if (!hadTimes || (previewTimes.length && Date.now() - previewAt < PREVIEW_TTL_MS)) return;
+    }
+    const mine = ++previewSeq;
     try {
       const data = await get("/schedule/preview", params);
       if (mine !== previewSeq) return;
       for (const c of [intervalControl(), ctl.timezone, ctl.start]) clearError(c);
-      preview.replaceChildren(...data.next.map((t) =>
-        h("li", null, h("time", {datetime: t, title: t}, `${localTime(t)} · ${age(t)}`))));
+      if (formErrorFromPreview) {
+        formError.textContent = "";
+        formErrorFromPreview = false;
+      }
+      previewKey = key;
+      previewAt = Date.now();
+      // The window's end cuts the list short: no run is made after it.
+      previewTimes = end === null ? data.next : data.next.filter((t) => Date.parse(t) <= end);
+      preview.replaceChildren(...previewTimes.map((t) =>
+        h("li", {"data-t": t}, h("time", {datetime: t, title: t}, `${localTime(t)} · ${age(t)}`))),
+        previewTimes.length < data.next.length ? h("li.muted.end", null, previewTimes.length ?
+          `Then no more: the window ends ${localTime(new Date(end).toISOString())}.` :
+          "No run: the window ends before the first one.") : null);
     } catch (e) {
-      if (mine !== previewSeq || e.status === 401) return;
-      preview.replaceChildren(h("li.muted", null, "No preview: fix the schedule."));
+      if (mine !== previewSeq || e.status === 401 || e.aborted) return;
+      if (e.status === 0) { // the form is fine; the server is away for a moment
+        previewNote("Preview unavailable (server unreachable).");
+        return;
+      }
+      previewNote("No preview: fix the schedule.");
+      previewKey = key; // asked again only when the schedule changes
+      previewTimes = [];
+      const wasFormError = !slot(e.field);
       showError(e.field, e.message);
+      if (wasFormError) formErrorFromPreview = true;
     }
   }
 
@@ -218,6 +342,11 @@ export function mount(root) {
     if (args === undefined || kwargs === undefined) {
       (args === undefined ? ctl.args : ctl.kwargs).focus();
       return; // nothing is sent with JSON the server would refuse
+    }
+    const unparsed = checkParsed();
+    if (unparsed) {
+      unparsed.focus();
+      return; // nor with a field left out because the browser could not read it
     }
     const body = buildBody(args, kwargs);
     submit.disabled = true;
@@ -257,12 +386,16 @@ export function mount(root) {
   }
 
   showType();
+  let agentsAt = 0;
   return {
     async refresh() {
-      const {agents} = await get("/agents");
-      fillOwners(agents);
+      if (Date.now() - agentsAt >= AGENTS_EVERY_MS) {
+        const {agents} = await get("/agents");
+        agentsAt = Date.now();
+        fillOwners(agents);
+      }
       // Keep the preview's "in 3 min" true, unless the user is mid-edit.
-      if (ctl.type.value !== "Adhoc" && previewTimer === null) await loadPreview();
+      if (ctl.type.value !== "Adhoc" && previewTimer === null) await loadPreview(true);
     },
     unmount() {
       clearTimeout(previewTimer);

@@ -120,9 +120,10 @@ function buildChart() {
     const buckets = runs.buckets;
     const n = buckets.length;
     const W = Math.max(240, root.clientWidth || 600);
-    root.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    grid.setAttribute("x2", W);
-    base.setAttribute("x2", W);
+    // Attributes are written only when they change: a quiet hour touches nothing.
+    setAttr(root, "viewBox", `0 0 ${W} ${H}`);
+    setAttr(grid, "x2", W);
+    setAttr(base, "x2", W);
     const slot = (W - PAD_L) / n;
     while (bars.length < n) {
       const g = svg("g");
@@ -135,7 +136,7 @@ function buildChart() {
     }
     const totals = buckets.map((b) => RUN_OUTCOMES.reduce((s, o) => s + (b[o] || 0), 0));
     const max = Math.max(1, ...totals);
-    maxLabel.textContent = String(max);
+    setText(maxLabel, max);
     const scale = (H - PAD_B - PAD_T) / max;
     const sums = Object.fromEntries(RUN_OUTCOMES.map((o) => [o, 0]));
     buckets.forEach((b, i) => {
@@ -148,20 +149,20 @@ function buildChart() {
         const hgt = v * scale;
         y -= hgt;
         const r = bar.rects[j];
-        r.setAttribute("x", x.toFixed(1));
-        r.setAttribute("width", (slot * 0.7).toFixed(1));
-        r.setAttribute("y", y.toFixed(1));
-        r.setAttribute("height", hgt.toFixed(1));
+        setAttr(r, "x", x.toFixed(1));
+        setAttr(r, "width", (slot * 0.7).toFixed(1));
+        setAttr(r, "y", y.toFixed(1));
+        setAttr(r, "height", hgt.toFixed(1));
       });
       const start = new Date(b.start);
       const hm = start.toLocaleTimeString(undefined, {hour: "2-digit", minute: "2-digit"});
-      bar.tip.textContent = `${hm}: ` + (totals[i] ? RUN_OUTCOMES.filter((o) => b[o]).map((o) => `${b[o]} ${o}`).join(", ") : "no runs");
-      bar.label.setAttribute("x", (PAD_L + (i + 0.5) * slot).toFixed(1));
-      bar.label.textContent = i % Math.ceil(n / Math.max(1, Math.floor(W / 90))) === 0 ? hm : "";
+      setText(bar.tip, `${hm}: ` + (totals[i] ? RUN_OUTCOMES.filter((o) => b[o]).map((o) => `${b[o]} ${o}`).join(", ") : "no runs"));
+      setAttr(bar.label, "x", (PAD_L + (i + 0.5) * slot).toFixed(1));
+      setText(bar.label, i % Math.ceil(n / Math.max(1, Math.floor(W / 90))) === 0 ? hm : "");
     });
     const total = totals.reduce((a, b) => a + b, 0);
-    title.textContent = `Runs finished in the last hour: ${total}. ` +
-      RUN_OUTCOMES.map((o) => `${o} ${sums[o]}`).join(", ");
+    setText(title, `Runs finished in the last hour: ${total}. ` +
+      RUN_OUTCOMES.map((o) => `${o} ${sums[o]}`).join(", "));
     RUN_OUTCOMES.forEach((o, i) => setText(legend.children[i].querySelector(".n"), sums[o]));
   }
   return {svg: root, legend, update};

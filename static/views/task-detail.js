@@ -1,48 +1,52 @@
 // One task: its definition, its runs (output on demand) and actions.
 import {api, get} from "../api.js";
-import {badge, brief, duration, h, note, pretty, setAttr, setBadge, setText, syncRows, timeCell} from "../dom.js";
+import {badge, brief, duration, elapsed, h, localTime, note, pretty, setAttr, setBadge, setText, syncRows,
+  timeCell} from "../dom.js";
+import {waitingFor} from "./tasks.js";
 
-const SHOWN_RUNS = 50;
-const DEFINITION = ["plugin", "action", "args", "kwargs", "owner", "type", "execution_start_time",
-  "execution_end_time", "interval", "timezone", "timeout", "overlap", "catch_up", "max_retries",
-  "retry_delay", "retry_backoff"];
+const PAGE_RUNS = 50;
+// What "Run again" copies: the work and its limits, as one Adhoc run now. The
+// window, type and schedule are left out (a copy of a recurring task would be
+// a second schedule; a copy of an ended window would be refused).
+const AGAIN = ["plugin", "action", "args", "kwargs", "owner", "timeout", "max_retries", "retry_delay", "retry_backoff"];
 
-export function mount(root, {params: [id]}) {
+export function mount(root, {params: [id], setTitle}) {
   const title = h("h1", null, "Task");
   const status = badge("");
   const actionsMsg = h("p.msg", {role: "status"});
-  const cancelBtn = h("button", {type: "button"}, "Cancel task");
+  const cancelBtn = h("button", {type: "button", "aria-controls": "confirm"}, "Cancel task");
   const againBtn = h("button", {type: "button"}, "Run again");
-  const deleteBtn = h("button.danger", {type: "button", "aria-expanded": "false", "aria-controls": "confirm-delete"}, "Delete…");
+  const editBtn = h("a.button", {href: "#/tasks/new?from=" + id}, "Edit as new");
+  const deleteBtn = h("button.danger", {type: "button", "aria-expanded": "false", "aria-controls": "confirm"}, "Delete…");
   const confirmText = h("span");
-  const confirmYes = h("button.danger", {type: "button"}, "Delete task");
-  const confirmNo = h("button", {type: "button"}, "Keep it");
-  const confirmBox = h("div.confirm", {id: "confirm-delete", role: "group", "aria-label": "Confirm delete", hidden: true},
+  const confirmYes = h("button.danger", {type: "button"});
+  const confirmNo = h("button", {type: "button"});
+  const confirmBox = h("div.confirm", {id: "confirm", role: "group", "aria-label": "Confirm", hidden: true},
     confirmText, confirmYes, confirmNo);
   const dl = h("dl.fields");
   const pres = {args: h("pre"), kwargs: h("pre"), result: h("pre")};
   const runsBody = h("tbody");
+  const runsCount = h("span.muted");
   const runsNote = note("No runs yet.", "empty");
-  const runsMore = h("button.link", {type: "button", hidden: true});
+  const olderBtn = h("button", {type: "button", hidden: true}, "Older runs");
   const loading = note("Loading…", "loading");
   let task = null;
-  let showAll = false;
 
   const content = h("div", {hidden: true},
-    h("div.toolbar.actions", null, cancelBtn, againBtn, deleteBtn, confirmBox), actionsMsg,
+    h("div.toolbar.actions", null, cancelBtn, againBtn, editBtn, deleteBtn, confirmBox), actionsMsg,
     h("div.detail", null,
       h("section.panel", {"aria-label": "Definition"}, dl),
       h("section.panel.json", {"aria-label": "Arguments and result"},
         h("h2", null, "Arguments"), pres.args, h("h2", null, "Keyword arguments"), pres.kwargs,
         h("h2", null, "Result"), pres.result)),
     h("section.panel", {"aria-labelledby": "runs-h"},
-      h("h2", {id: "runs-h"}, "Runs"),
+      h("h2", {id: "runs-h"}, "Runs ", runsCount),
       h("div.scroll", null, h("table.grid.runs", null,
         h("thead", null, h("tr", null, h("th.num", null, "Run"), h("th.opt.num", null, "Try"), h("th", null, "Started"),
           h("th.opt", null, "Agent"), h("th", null, "Status"), h("th.num", null, "Duration"),
           h("th.opt", null, "Result"), h("th", null, h("span.sr", null, "Output")))),
         runsBody)),
-      runsNote, runsMore));
+      runsNote, h("div.runs-more", null, olderBtn)));
   root.append(h("p.crumb", null, h("a", {href: "#/tasks"}, "← Tasks")),
     h("div.head", null, title, status), loading, content);
 
@@ -60,13 +64,14 @@ export function mount(root, {params: [id]}) {
     ["Created", "created_at"], ["Updated", "updated_at"], ["Cancelled", "cancelled_at"]].forEach(([l, k]) => row(l, k));
   const TIMES = ["next_run_at", "execution_start_time", "execution_end_time", "created_at", "updated_at", "cancelled_at"];
   for (const k of TIMES) rows[k].dd.append(h("time"));
+  rows.id.dd.className = "mono";
 
   function fill(t) {
     const recurring = t.type !== "Adhoc";
     setText(title, `${t.plugin}.${t.action}`);
+    setTitle(`${t.plugin}.${t.action}`);
     setBadge(status, t.status);
     setText(rows.id.dd, t.id);
-    rows.id.dd.className = "mono";
     setText(rows.owner.dd, t.owner);
     setText(rows.executor.dd, t.executor || "—");
     setText(rows.type.dd, t.type);
@@ -77,62 +82,110 @@ export function mount(root, {params: [id]}) {
     setText(rows.timeout.dd, t.timeout ? duration(t.timeout) : "none");
     setText(rows.retries.dd, t.max_retries ? `${t.max_retries}, first after ${t.retry_delay} s, then ×${t.retry_backoff}` : "none");
     for (const k of TIMES) timeCell(rows[k].dd.firstChild, t[k]);
+    const waiting = waitingFor(t);
+    if (waiting) setText(rows.next_run_at.dd.firstChild, `${waiting} (due ${localTime(t.next_run_at)})`);
     const hide = {schedule: !recurring, overlap: !recurring, catch_up: !recurring, execution_end_time: !recurring,
       cancelled_at: !t.cancelled_at, execution_start_time: !t.execution_start_time,
-      next_run_at: !t.next_run_at || !(recurring || t.status === "Created")};
+      next_run_at: !t.next_run_at || !((recurring && ["Created", "Active"].includes(t.status)) || t.status === "Created")};
     for (const [k, r] of Object.entries(rows)) r.wrap.hidden = !!hide[k];
     setText(pres.args, pretty(t.args));
     setText(pres.kwargs, pretty(t.kwargs));
     setText(pres.result, pretty(t.result));
-    cancelBtn.hidden = !["Created", "Active"].includes(t.status);
+    if (confirmBox.hidden) cancelBtn.hidden = !["Created", "Active"].includes(t.status);
   }
 
-  // ---- runs ----
-  function fillRuns(runs) {
-    const newest = runs.slice().reverse();
-    const shown = showAll ? newest : newest.slice(0, SHOWN_RUNS);
-    runsNote.hidden = runs.length > 0;
-    runsMore.hidden = shown.length === newest.length;
-    setText(runsMore, `Show all ${runs.length} runs`);
+  // ---- runs: the newest page, refreshed; older pages on demand ----
+  const known = new Map(); // run id -> run, every run seen since the view opened
+  let hasMore = false; // more runs than the newest page
+  let olderLoaded = false; // the user asked for older runs: show all known ones
+  let olderDone = false; // ... and the oldest one is among them
+
+  function fillRuns(newest, more) {
+    for (const r of newest) known.set(r.id, r);
+    if (!olderLoaded) hasMore = more;
+    const shown = olderLoaded ? [...known.values()].sort((a, b) => b.id - a.id) : newest.slice().reverse();
+    runsNote.hidden = shown.length > 0;
+    const complete = !hasMore || olderDone;
+    olderBtn.hidden = complete;
+    setText(runsCount, !shown.length ? "" : complete ? `(${shown.length === 1 ? "1" : "all " + shown.length})` :
+      `(${shown.length} newest)`);
     syncRows(runsBody, shown, (r) => r.id, runRow, updateRun);
+    return shown;
   }
-  runsMore.addEventListener("click", () => { showAll = true; fillRuns(task.executions); });
+  let shownRuns = [];
+  olderBtn.addEventListener("click", () => act(olderBtn, async () => {
+    const data = await get("/executions", {task_id: id, limit: PAGE_RUNS, offset: shownRuns.length});
+    for (const r of data.executions) if (!known.has(r.id)) known.set(r.id, r);
+    olderLoaded = true;
+    olderDone = data.executions.length < PAGE_RUNS;
+    shownRuns = fillRuns(latest, hasMore);
+  }));
 
   // ---- actions ----
   function say(text, bad = false) {
     actionsMsg.textContent = text;
     actionsMsg.classList.toggle("error", bad);
   }
-  cancelBtn.addEventListener("click", () => act(cancelBtn, async () => {
+
+  // One confirmation box, for delete and for stopping a schedule; Escape or "Keep it" closes it.
+  let asking = null; // {trigger, onYes}
+  function ask(trigger, text, yes, no, onYes) {
+    asking = {trigger, onYes};
+    confirmText.textContent = text + " ";
+    confirmYes.textContent = yes;
+    confirmNo.textContent = no;
+    confirmBox.hidden = false;
+    trigger.hidden = true;
+    trigger.setAttribute("aria-expanded", "true");
+    confirmNo.focus(); // the safe choice is the default
+  }
+  function closeAsk() {
+    if (!asking) return;
+    const {trigger} = asking;
+    asking = null;
+    confirmBox.hidden = true;
+    trigger.hidden = false;
+    trigger.setAttribute("aria-expanded", "false");
+    if (task) fill(task);
+    trigger.focus();
+  }
+  confirmNo.addEventListener("click", closeAsk);
+  confirmBox.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      e.preventDefault();
+      closeAsk();
+    }
+  });
+  confirmYes.addEventListener("click", () => asking && act(confirmYes, asking.onYes));
+
+  async function cancelTask() {
     await api("POST", `/tasks/${id}/cancel`);
+    if (asking) { // it was confirmed: close the box, keep focus in the toolbar
+      asking.trigger.setAttribute("aria-expanded", "false");
+      asking = null;
+      confirmBox.hidden = true;
+      againBtn.focus();
+    }
     say("Cancel sent: running runs stop within about a second.");
     await refresh();
-  }));
+  }
+  cancelBtn.addEventListener("click", () => {
+    if (task.type === "Adhoc") return act(cancelBtn, cancelTask);
+    ask(cancelBtn, `Cancel this ${task.type} task? It makes no more runs, and runs going on are stopped.`,
+      "Yes, cancel it", "Keep it", cancelTask);
+  });
   againBtn.addEventListener("click", () => act(againBtn, async () => {
-    const body = {};
-    for (const k of DEFINITION) if (task[k] !== null && task[k] !== undefined) body[k] = task[k];
+    const body = {type: "Adhoc"};
+    for (const k of AGAIN) if (task[k] !== null && task[k] !== undefined) body[k] = task[k];
     const created = await api("POST", "/tasks", {body});
     location.hash = "#/tasks/" + created.id;
   }));
-  deleteBtn.addEventListener("click", () => {
-    const n = task.executions.length;
-    confirmText.textContent = `Delete this task and its ${n} run${n === 1 ? "" : "s"}?` +
-      (task.status === "Active" ? " Its runs will be stopped." : "") + " ";
-    confirmBox.hidden = false;
-    deleteBtn.hidden = true;
-    deleteBtn.setAttribute("aria-expanded", "true");
-    confirmNo.focus(); // the safe choice is the default
-  });
-  confirmNo.addEventListener("click", () => {
-    confirmBox.hidden = true;
-    deleteBtn.hidden = false;
-    deleteBtn.setAttribute("aria-expanded", "false");
-    deleteBtn.focus();
-  });
-  confirmYes.addEventListener("click", () => act(confirmYes, async () => {
-    await api("DELETE", `/tasks/${id}`);
-    location.hash = "#/tasks";
-  }));
+  deleteBtn.addEventListener("click", () => ask(deleteBtn,
+    "Delete this task and all its runs?" + (task.status === "Active" ? " Its runs going on will be stopped." : ""),
+    "Delete task", "Keep it", async () => {
+      await api("DELETE", `/tasks/${id}`);
+      location.hash = "#/tasks";
+    }));
 
   async function act(button, fn) {
     button.disabled = true;
@@ -146,23 +199,35 @@ export function mount(root, {params: [id]}) {
     }
   }
 
+  // Numbered, so an older answer (a tick that started before a cancel) never overwrites a newer one.
+  let seq = 0;
+  let latest = [];
   async function refresh() {
+    const mine = ++seq;
+    let data;
     try {
-      task = await get(`/tasks/${id}?executions=50`);
+      data = await get(`/tasks/${id}`, {executions: PAGE_RUNS + 1});
     } catch (e) {
-      if (e.status !== 404) throw e;
+      if (e.status !== 404 || mine !== seq) throw e;
       loading.hidden = true;
-      content.replaceChildren(note("This task does not exist; it may have been deleted.", "empty"),
+      setText(title, "No such task");
+      setTitle("No such task");
+      status.hidden = true;
+      content.replaceChildren(note(`There is no task ${id}; it may have been deleted.`, "empty"),
         h("p", null, h("a", {href: "#/tasks"}, "Back to the tasks")));
       content.hidden = false;
       return;
     }
+    if (mine !== seq) return;
+    task = data;
     loading.hidden = true;
     content.hidden = false;
     fill(task);
-    fillRuns(task.executions);
+    const runs = task.executions; // oldest first
+    latest = runs.length > PAGE_RUNS ? runs.slice(runs.length - PAGE_RUNS) : runs;
+    shownRuns = fillRuns(latest, runs.length > PAGE_RUNS);
   }
-  return {refresh};
+  return {refresh, ownsTitle: true};
 }
 
 function runRow(r) {
@@ -176,10 +241,14 @@ function runRow(r) {
 function updateRun(tr, r) {
   const c = tr.cells;
   setText(c[1], r.attempt ?? "");
-  timeCell(c[2].firstChild, r.started_at || r.created_at);
+  const when = c[2].firstChild;
+  if (r.started_at) timeCell(when, r.started_at);
+  else if (r.status === "queued" || r.status === "assigned") timeCell(when, r.due_at || r.created_at, r.status + ", due ");
+  else timeCell(when, r.due_at || r.created_at, r.status === "skipped" ? "slot " : "not started, ");
   setText(c[3], r.client || "—");
   setBadge(c[4].firstChild, r.status);
-  setText(c[5], duration(r.duration));
+  // A run going on shows how long it has been going, growing each refresh.
+  setText(c[5], r.status === "running" && r.started_at && r.duration == null ? elapsed(r.started_at) + "…" : duration(r.duration));
   setText(c[6], brief(r.result, 60));
   setAttr(c[6], "title", r.result === null || r.result === undefined ? null : JSON.stringify(r.result));
 }

@@ -1,14 +1,14 @@
 // Tasks: filtered, searched and paged on the server; the filters live in the
 // URL hash so a filtered list can be linked to and survives a reload.
 import {get} from "../api.js";
-import {badge, h, note, setAttr, setBadge, setText, shortId, syncRows, timeCell} from "../dom.js";
+import {badge, h, note, now, setAttr, setBadge, setText, shortId, syncRows, timeCell} from "../dom.js";
 
 const PAGE = 50;
 const STATUSES = ["Created", "Active", "success", "failed", "cancelled", "Done"];
 const TYPES = ["Adhoc", "Interval", "Scheduled"];
 const FILTERS = ["status", "type", "owner", "plugin", "q"];
 
-export function mount(root, {query}) {
+export function mount(root, {query, report}) {
   const state = Object.fromEntries(FILTERS.map((f) => [f, query.get(f) || ""]));
   state.offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
 
@@ -47,19 +47,27 @@ export function mount(root, {query}) {
     empty,
     h("div.pager", null, prev, range, next));
 
+  // A status from the URL that is not one of ours (a typo, an older link) is shown, not silently dropped.
+  if (state.status && !STATUSES.includes(state.status)) fields.status.append(h("option", {value: state.status}, state.status));
   for (const f of FILTERS) fields[f].value = state[f];
   let debounce = null;
-  for (const f of FILTERS) {
-    const typed = fields[f].tagName === "INPUT";
-    fields[f].addEventListener(typed ? "input" : "change", () => {
-      clearTimeout(debounce);
-      debounce = setTimeout(() => {
-        state[f] = fields[f].value.trim();
-        state.offset = 0;
-        changed();
-      }, typed ? 250 : 0);
-    });
+  function apply(f) {
+    clearTimeout(debounce);
+    if (state[f] === fields[f].value.trim()) return;
+    state[f] = fields[f].value.trim();
+    state.offset = 0;
+    changed();
   }
+  // Search: as you type, once you pause. Owner (an exact name): on change or
+  // Enter, so half a name never filters the list. Selects: at once.
+  fields.q.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => apply("q"), 300);
+  });
+  fields.q.addEventListener("keydown", (e) => e.key === "Enter" && apply("q"));
+  fields.owner.addEventListener("change", () => apply("owner"));
+  fields.owner.addEventListener("keydown", (e) => e.key === "Enter" && apply("owner"));
+  for (const f of ["status", "type", "plugin"]) fields[f].addEventListener("change", () => apply(f));
   clear.addEventListener("click", () => {
     for (const f of FILTERS) fields[f].value = state[f] = "";
     state.offset = 0;
@@ -81,15 +89,23 @@ export function mount(root, {query}) {
     if (state.offset) q.set("offset", state.offset);
     // replaceState: no hashchange, so the view (and the focused input) stays.
     history.replaceState(null, "", "#/tasks" + (q.toString() ? "?" + q : ""));
-    refresh();
+    refresh().then(() => report(null), report);
   }
 
   let seq = 0;
+  let inflight = null;
   async function refresh() {
     const mine = ++seq;
+    inflight?.abort(); // a newer filter supersedes the request on its way
+    const ctrl = inflight = new AbortController();
     const params = {limit: PAGE, offset: state.offset};
     for (const f of FILTERS) if (state[f]) params[f] = state[f];
-    const data = await get("/tasks", params);
+    let data;
+    try {
+      data = await get("/tasks", params, ctrl.signal);
+    } finally {
+      if (inflight === ctrl) inflight = null;
+    }
     if (mine !== seq) return; // a newer filter's answer is on its way
     loading.hidden = true;
     if (!data.tasks.length && state.offset && data.total) { // the page emptied under us
@@ -109,13 +125,19 @@ export function mount(root, {query}) {
     clear.hidden = !filtered;
     syncRows(body, data.tasks, (t) => t.id, taskRow, updateRow);
   }
-  return {refresh, unmount: () => { seq++; clearTimeout(debounce); }};
+  return {refresh, unmount: () => { seq++; clearTimeout(debounce); inflight?.abort(); }};
 }
 
 function taskRow(t) {
   const link = h("a", {href: "#/tasks/" + t.id}, h("span.what"), " ", h("span.mono.muted", null, shortId(t.id)));
   return h("tr", null, h("td", null, badge(t.status)), h("td", null, link), h("td"), h("td.opt"), h("td.opt"),
     h("td.opt", null, h("time")), h("td", null, h("time")));
+}
+
+/** A Created task past its time waits for an agent, not for a time: say which. */
+export function waitingFor(t) {
+  if (t.status !== "Created" || !t.next_run_at || Date.parse(t.next_run_at) > now() - 3000) return null;
+  return ["Anyone", "ALL"].includes(t.owner) ? "waiting for an agent" : `waiting for ${t.owner}`;
 }
 
 function updateRow(tr, t) {
@@ -126,7 +148,12 @@ function updateRow(tr, t) {
   setText(c[3], t.type === "Adhoc" ? "Adhoc" : `${t.type} · ${t.type === "Interval" ? t.interval + " s" : t.interval}`);
   setText(c[4], t.executor || "");
   const recurring = t.type !== "Adhoc" && !["cancelled", "Done"].includes(t.status);
-  timeCell(c[5].firstChild, recurring || t.status === "Created" ? t.next_run_at : null);
+  const waiting = waitingFor(t);
+  if (waiting) {
+    setText(c[5].firstChild, waiting);
+    setAttr(c[5].firstChild, "title", "Due " + t.next_run_at);
+  } else {
+    timeCell(c[5].firstChild, recurring || t.status === "Created" ? t.next_run_at : null);
+  }
   timeCell(c[6].firstChild, t.created_at);
-  setAttr(c[6].firstChild, "title", t.created_at);
 }
