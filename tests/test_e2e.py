@@ -439,3 +439,21 @@ def test_an_uploaded_plugin_runs_on_agents_without_restarts(cluster):
     assert (cluster.root / "server" / "plugins" / "loud.py").read_bytes() == source
     task = cluster.run_task(api, {"plugin": "loud", "action": "shout", "args": ["hi"]})
     assert task["status"] == "success" and task["result"] == "HI"
+
+
+def test_a_one_slot_agent_takes_a_burst_of_tasks_without_stalling(cluster):
+    # A full agent's ask could register just after the wake for its finished
+    # run went by; it then slept through the long-poll with work waiting.
+    cluster.start_server()
+    cluster.start_agent("one", env={"OCTOPUS_CONCURRENCY": "1"})
+    api = cluster.api()
+    status, reply = api.call("POST", "/tasks", [{"plugin": "echo", "action": "echo", "args": [i]}
+                                                for i in range(150)])
+    assert status == 201
+    ids = [t["id"] for t in reply["tasks"]]
+
+    def all_done():
+        _, page = api.call("GET", "/tasks?status=success&limit=1")
+        return page["total"] == len(ids)
+
+    wait_for(all_done, 20, interval=0.1, what="150 tasks done by a one-slot agent")

@@ -96,9 +96,12 @@ class Agent:
         with self._cond:
             free = max(0, self.config.CONCURRENCY - len(self._running))
             stopping = sorted(self._stopping)
+            running = sorted(self._running) if not free else []
+        # A full agent says which runs fill it: if one is reported before the
+        # server holds this ask, the server answers at once (see WorkResource).
         reply = client.request("POST", "/agent/work", {
             "client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
-            "stopping_runs": stopping}, timeout=wait + 15)
+            "stopping_runs": stopping, "running": running}, timeout=wait + 15)
         for run_id in reply.get("cancel", ()):
             self._cancel(run_id)
         for run in reply["runs"]:

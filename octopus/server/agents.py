@@ -143,7 +143,8 @@ class WorkResource:
             resp.media = {"runs": self._claim(name, capacity), "waited": bool(cancel),
                           "cancel": cancel}
             return
-        runs, cancel, waited = self._wait(name, capacity, wait, instance, stopping)
+        held = _ids(body.get("running")) if capacity == 0 else set()
+        runs, cancel, waited = self._wait(name, capacity, wait, instance, stopping, held)
         resp.media = {"runs": runs, "waited": waited, "cancel": cancel}
 
     def _cancels(self, name, stopping):
@@ -158,7 +159,7 @@ class WorkResource:
         wanted = set(in_store) | set(self._dispatcher.take_cancels(name))
         return sorted(wanted - stopping)
 
-    def _wait(self, name, capacity, wait, instance, stopping):
+    def _wait(self, name, capacity, wait, instance, stopping, held):
         # Registered before the first look, so work handed out in between wakes us.
         waiter = self._dispatcher.register(name, instance, capacity)
         if waiter is None:  # over the cap: hand out what there is; the agent polls
@@ -170,6 +171,11 @@ class WorkResource:
                 waiter.event.clear()  # before looking: work from now on wakes us again
                 runs = self._claim(name, capacity)
                 cancel = self._cancels(name, stopping)
+                # A full agent asked while running ``held``: if one of them was
+                # reported before the clear above, its wake is gone; answer now
+                # so the agent asks again with its free slot.
+                if held and self._store.any_reported(held):
+                    break
                 remaining = deadline - self._clock()
                 if runs or cancel or remaining <= 0 or not waiter.event.wait(remaining):
                     break

@@ -337,6 +337,15 @@ class RunQueries(SettleQueries, RecurringQueries):
         return bool(conn.execute("SELECT 1 FROM executions WHERE retry_of = ? AND status != "
                                  "'queued' LIMIT 1", (run_id,)).fetchall())
 
+    def any_reported(self, run_ids):
+        """Has any of these runs ended?"""
+        ids = sorted(run_ids)[:1024]
+        with self._db.read() as conn:
+            return bool(conn.execute(
+                "SELECT 1 FROM executions WHERE id IN (%s) AND status NOT IN "
+                "('queued', 'assigned', 'running') LIMIT 1" % ", ".join("?" * len(ids)),
+                ids).fetchall())
+
     def cancels_for(self, agent):
         """Runs of ``agent`` an operator asked to stop."""
         with self._db.read() as conn:
