@@ -83,8 +83,9 @@ def _refusal(status, payload):
         message, field = payload[:200].decode("utf-8", "replace").strip(), None
     where = " (field %s)" % field if field else ""
     if status in (401, 403):
-        return CtlError("the server refused the token (%d %s): pass --token or set "
-                        "OCTOPUS_ADMIN_TOKEN to the admin token" % (status, message), AUTH)
+        return CtlError("the server refused the token (%d %s): set OCTOPUS_ADMIN_TOKEN to the "
+                        "admin token, or --data-dir to the server's DATA_DIR"
+                        % (status, message), AUTH)
     if status >= 500:
         return CtlError("server error %d: %s" % (status, message), UNREACHABLE)
     if status == 404:
@@ -112,16 +113,23 @@ def server_url(args, config, file_values):
 def admin_token(args, config):
     token = args.token or config.ADMIN_TOKEN  # env OCTOPUS_ADMIN_TOKEN, else the config file
     if token:
-        return token
+        return _checked(token)
     path = config.path("admin.token")
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
     except OSError as e:
-        raise CtlError("no admin token: pass --token, set OCTOPUS_ADMIN_TOKEN, or --data-dir "
-                       "to the server's DATA_DIR (%s: %s)" % (path, e.strerror or e), AUTH)
+        raise CtlError("no admin token: set OCTOPUS_ADMIN_TOKEN, or --data-dir to the "
+                       "server's DATA_DIR (%s: %s)" % (path, e.strerror or e), AUTH)
     if not token:
         raise CtlError("no admin token: %s is empty" % path, AUTH)
+    return _checked(token)
+
+
+def _checked(token):
+    # A header cannot carry it; say so without echoing the secret.
+    if not token.isprintable() or not token.isascii() or " " in token:
+        raise CtlError("the admin token must be printable ASCII without spaces", AUTH)
     return token
 
 
@@ -130,7 +138,11 @@ def connect(args):
     url = server_url(args, config, file_values)
     if not url.startswith(("http://", "https://")):
         raise CtlError("server URL %r must start with http:// or https://" % url)
-    return Client(url, admin_token(args, config), timeout=args.request_timeout)
+    token = admin_token(args, config)
+    try:
+        return Client(url, token, timeout=args.request_timeout)
+    except ValueError as e:  # a bad port or host in the URL
+        raise CtlError("server URL %r is not usable: %s" % (url, e))
 
 
 # -- output -----------------------------------------------------------------------

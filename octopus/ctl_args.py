@@ -17,7 +17,8 @@ def _common():
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("connection and output")
     g.add_argument("--server-url", metavar="URL", help="the server (default: see below)")
-    g.add_argument("--token", help="the admin token (default: see below)")
+    g.add_argument("--token", help="the admin token (shows in ps and shell history: prefer "
+                   "$OCTOPUS_ADMIN_TOKEN or --data-dir)")
     g.add_argument("--data-dir", help="the server's DATA_DIR, for admin.token")
     g.add_argument("--config", help="the server's config file (default: $OCTOPUS_CONFIG)")
     g.add_argument("--request-timeout", type=float, default=30.0, metavar="S",

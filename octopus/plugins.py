@@ -9,6 +9,7 @@ import hashlib
 import keyword
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,21 +32,41 @@ class PluginRejected(ValueError):
 
 def try_import(name, source, timeout=IMPORT_TIMEOUT):
     """Import ``source`` as module ``name`` in a separate Python process;
-    raise PluginRejected with the error's last line if that fails."""
+    raise PluginRejected with the error's last line if that fails.
+
+    The trial runs in its own session, killed as a group when it ends, so
+    what the module starts dies with it; its output goes to a file of which
+    only the end is read, so a flood of it costs disk, not memory.  It sees
+    this server's Python path (the pyz's packages included), as agents'
+    workers do.
+    """
     with tempfile.TemporaryDirectory(prefix="octopus-plugin-") as folder:
         path = os.path.join(folder, name + ".py")
         with open(path, "wb") as f:
             f.write(source)
-        try:
-            proc = subprocess.run([sys.executable, "-I", "-c", _TRY_IMPORT, name, path],
-                                  cwd=folder, capture_output=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, env={"PATH": os.defpath})
-        except subprocess.TimeoutExpired:
-            raise PluginRejected("importing it took longer than %gs" % timeout)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise PluginRejected("importing it failed: %s" % (lines[-1] if lines else
-                                                          "exit status %d" % proc.returncode))
+        env = {"PATH": os.defpath, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        with open(os.path.join(folder, "stderr"), "w+b") as errors:
+            proc = subprocess.Popen([sys.executable, "-s", "-c", _TRY_IMPORT, name, path],
+                                    cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=errors,
+                                    start_new_session=True)
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+            errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4096))
+            tail = errors.read().decode("utf-8", "replace").strip().splitlines()
+    if code is None:
+        raise PluginRejected("importing it took longer than %gs" % timeout)
+    if code != 0:
+        raise PluginRejected("importing it failed: %s" % (
+            tail[-1][:500] if tail else "exit status %d" % code))
 
 
 def valid_name(name):
@@ -112,9 +133,14 @@ class Registry:
             except OSError:
                 continue
             for entry in entries:
-                if entry.name.endswith(".py"):
+                if not entry.name.endswith(".py"):
+                    continue
+                try:
                     st = entry.stat()
-                    stamps.append((os.path.join(folder, entry.name), st.st_mtime_ns, st.st_size))
+                except OSError as e:  # a dangling link, a file being replaced
+                    log.warning("Plugin file %s skipped: %s", entry.path, e.strerror or e)
+                    continue
+                stamps.append((entry.path, st.st_mtime_ns, st.st_size))
         return tuple(stamps)
 
     def plugins(self):
@@ -122,13 +148,16 @@ class Registry:
         now = self._clock()
         if self._checked_at is not None and now - self._checked_at < self._recheck:
             return self._plugins
-        stamp = self._scan_stamp()
-        with self._lock:
-            self._checked_at = now
-            if stamp != self._stamp:
-                self._plugins = self._load(stamp)
-                self._stamp = stamp
+        with self._lock:  # scanned under the lock: a scan never undoes a newer one
+            self._reload(now)
             return self._plugins
+
+    def _reload(self, now):
+        stamp = self._scan_stamp()
+        self._checked_at = now
+        if stamp != self._stamp:
+            self._plugins = self._load(stamp)
+            self._stamp = stamp
 
     def _load(self, stamp):
         found = {}
@@ -171,12 +200,22 @@ class Registry:
         if not plugin.actions:
             raise PluginRejected("it has no action: define a public top-level function")
         try_import(name, source, self.import_timeout)
-        created = self.get(name) is None
         os.makedirs(self.upload_dir, exist_ok=True)
-        tmp = os.path.join(self.upload_dir, ".%s.upload" % name)
-        with open(tmp, "wb") as f:
-            f.write(source)
-        os.replace(tmp, plugin.path)
-        with self._lock:
-            self._checked_at = None  # read the folders again at the next look
-        return self.get(name), created
+        fd, tmp = tempfile.mkstemp(dir=self.upload_dir, prefix="." + name, suffix=".upload")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(source)
+                f.flush()
+                os.fsync(f.fileno())
+            with self._lock:  # one upload at a time replaces the file and reloads
+                created = self.get_loaded(name) is None
+                os.replace(tmp, plugin.path)
+                self._reload(self._clock())
+                return self._plugins.get(name), created
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def get_loaded(self, name):
+        """The plugin as last loaded, without looking at the folders."""
+        return self._plugins.get(name)

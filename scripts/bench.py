@@ -18,6 +18,7 @@ processes, stopped (SIGTERM, then SIGKILL) whatever happens.
 import argparse
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -144,5 +145,12 @@ def main(argv=None):
     return 0
 
 
+def _exit_on_sigterm(signum, frame):
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so every finally
+    # block stops the servers and agents this run started.
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())

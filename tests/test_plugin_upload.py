@@ -1,6 +1,7 @@
 """PUT /plugins/{name}: an admin uploads a plugin, tried in a separate process first."""
 import pytest
 
+from octopus.harness import wait_for
 from test_api import AGENT_TOKEN, assert_error, unchanged
 
 GOOD = b'"""Greets."""\n\n\ndef hello(name):\n    """Say hello."""\n    return "hello " + name\n'
@@ -64,3 +65,48 @@ def test_a_slow_import_is_refused(api, uploads):
                                 headers={"Authorization": "Bearer test-admin-token"})
     assert_error(r, 400, "source")
     assert "longer than" in r.json["error"]["message"]
+
+
+def put_source(api, name, source):
+    return api.client.simulate_put("/plugins/" + name, body=source,
+                                   headers={"Authorization": "Bearer test-admin-token"})
+
+
+def test_the_trial_kills_what_the_plugin_started_and_keeps_only_its_last_words(api, uploads,
+                                                                                tmp_path):
+    pid_file = tmp_path / "child.pid"
+    source = ("import os, sys, time\n"
+              "if os.fork() == 0:\n"
+              "    open(%r, 'w').write(str(os.getpid()))\n"
+              "    time.sleep(60)\n"
+              "    os._exit(0)\n"
+              "sys.stderr.write('x' * (20 << 20))\n"
+              "raise RuntimeError('the last line')\n"
+              "def run():\n    pass\n" % str(pid_file)).encode()
+    r = put_source(api, "forker", source)
+    assert_error(r, 400, "source")
+    assert r.json["error"]["message"].endswith("RuntimeError: the last line")
+    pid = int(pid_file.read_text())
+    wait_for(lambda: not _alive(pid), 5, what="the plugin's child killed with its group")
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+def test_an_upload_may_import_what_agents_can(api, uploads):
+    source = b"from octopus.timeutil import iso\n\ndef now():\n    return iso(0)\n"
+    assert put_source(api, "stamp", source).status_code == 201
+
+
+def test_a_dangling_link_in_a_plugin_folder_is_skipped(api, uploads):
+    uploads.mkdir(exist_ok=True)
+    (uploads / "ghost.py").symlink_to(uploads / "nowhere.py")
+    api.registry._checked_at = None  # look at the folders now, not within the second
+    r = api.call("GET", "/plugins")
+    assert r.status_code == 200 and "ghost" not in [p["name"] for p in r.json["plugins"]]
+    assert api.call("POST", "/tasks", {"plugin": "echo", "action": "echo"}).status_code == 201

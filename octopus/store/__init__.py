@@ -7,6 +7,7 @@ import collections
 import time
 import uuid
 
+from octopus.constants import RunStatus
 from octopus.store.agents import AgentQueries
 from octopus.store.db import Database
 from octopus.store.maintenance import MaintenanceQueries
@@ -30,7 +31,8 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         self.retry_max_delay = retry_max_delay
         # Runs that ended, by status, since start (for /metrics).  Changed only
         # inside write transactions, which one lock serialises.
-        self.finished_runs = collections.Counter()
+        # Every key made now, so readers never see the dict change size.
+        self.finished_runs = collections.Counter({s: 0 for s in RunStatus.FINAL})
         self.schema_version = migrate(self._db)
 
     @property
