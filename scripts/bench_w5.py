@@ -20,9 +20,8 @@ def seeded_db(opts, tasks, executions):
         info = json.loads(done.read_text())
         info["reused"] = True
         return path, info
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(str(path) + suffix):
-            os.remove(str(path) + suffix)
+    for old in folder.glob("seed-*"):  # one seeded file at a time: each is ~0.5 GB
+        old.unlink()
     from octopus.store.seed import seed
     t0 = time.perf_counter()
     written = seed(str(path), tasks=tasks, executions=executions)
