@@ -26,7 +26,7 @@ def push(client, args):
     try:
         plugin = client.send("PUT", "/plugins/" + urllib.parse.quote(name, safe=""), source,
                              content_type="text/x-python")
-    except CtlError as e:
+    except CtlError:
         if client.last_status == 405:
             raise CtlError("this server does not take plugin uploads (no PUT /plugins/{name}); "
                            "copy the file into its PLUGINS_DIR instead", REFUSED)

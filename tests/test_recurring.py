@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 import pytest
 
 from octopus import schedule
-from octopus.server.scheduler import Scheduler
 from octopus.timeutil import iso, parse_iso
 from test_scheduler import make
 

@@ -1,5 +1,5 @@
 """Task rows: create, read, list, change, delete."""
-from octopus.constants import RunStatus, TaskStatus, TaskType
+from octopus.constants import TaskStatus, TaskType
 from octopus.store.db import dumps, loads
 from octopus.store.recurring import first_slot, reschedule
 from octopus.timeutil import iso, parse_iso
