@@ -287,3 +287,14 @@ def test_a_late_report_of_a_lost_run_does_not_undo_a_newer_run(store):
     current = store.get_task(created["id"], True)
     assert current["status"] == "Active" and current["executor"] == "b"
     assert [e["status"] for e in current["executions"]] == ["lost", "running"]
+
+def test_after_commit_actions_run_only_when_the_transaction_commits(store):
+    ran = []
+    with pytest.raises(RuntimeError):
+        with store._db.write():
+            store._db.after_commit(lambda: ran.append("rolled back"))
+            raise RuntimeError("the transaction fails")
+    with store._db.write():
+        store._db.after_commit(lambda: ran.append("committed"))
+        assert ran == []  # not before the commit
+    assert ran == ["committed"]

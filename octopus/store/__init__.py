@@ -35,6 +35,13 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         self.finished_runs = collections.Counter({s: 0 for s in RunStatus.FINAL})
         self.schema_version = migrate(self._db)
 
+    def _count_finished(self, status):
+        """Count a run that ended, once its transaction commits (a rolled-back
+        one is re-sent by its agent and would be counted twice)."""
+        def count():
+            self.finished_runs[status] += 1
+        self._db.after_commit(count)
+
     @property
     def clock(self):
         return self._clock

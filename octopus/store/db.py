@@ -66,6 +66,7 @@ class Database:
         """Yield the writer connection inside one BEGIN IMMEDIATE transaction."""
         with self._write_lock:
             conn = self._writer
+            self._after_commit = []
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -76,6 +77,13 @@ class Database:
                 if not conn.get_autocommit():
                     conn.execute("ROLLBACK")
                 raise
+            for action in self._after_commit:
+                action()
+
+    def after_commit(self, action):
+        """Call ``action`` once the current write transaction has committed
+        (never if it rolls back): for in-memory state that must follow it."""
+        self._after_commit.append(action)
 
     @contextlib.contextmanager
     def exclusive(self):

@@ -186,7 +186,7 @@ class RecurringQueries:
         ts = iso(now)
         final = status == RunStatus.SKIPPED
         if final:
-            self.finished_runs[status] += 1
+            self._count_finished(status)
         conn.execute(
             "INSERT INTO executions (task_id, client, status, due_at, result, updated_at, "
             "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

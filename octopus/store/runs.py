@@ -323,7 +323,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return None
 
     def _record(self, conn, res, ts):
-        self.finished_runs[res["status"]] += 1
+        self._count_finished(res["status"])
         conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
                      "finished_at = ?, updated_at = ? WHERE id = ?",
                      (res["status"], dumps(res.get("result")), res.get("output"),

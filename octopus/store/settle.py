@@ -147,7 +147,7 @@ class SettleQueries:
                     continue
                 # Lost while an operator was cancelling it: that is what it was.
                 status = RunStatus.CANCELLED if run["cancel_requested"] else RunStatus.LOST
-                self.finished_runs[status] += 1
+                self._count_finished(status)
                 conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
                              "updated_at = ? WHERE id = ?",
                              (status, dumps(error), ts, ts, run["id"]))
@@ -204,7 +204,7 @@ class SettleQueries:
                                  (ts, run["id"]))
                     agents.add(run["client"])
                     continue
-                self.finished_runs[RunStatus.CANCELLED] += 1
+                self._count_finished(RunStatus.CANCELLED)
                 conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
                              "updated_at = ? WHERE id = ?",
                              (RunStatus.CANCELLED, dumps(CANCEL_NOTE), ts, ts, run["id"]))
