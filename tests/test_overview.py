@@ -129,3 +129,12 @@ def test_a_list_of_tasks_is_created_in_one_request(api):
 def test_a_bad_task_in_a_list_refuses_the_whole_list(api, body, field):
     with unchanged(api):
         assert_error(api.call("POST", "/tasks", body), 400, field)
+
+
+def test_totals_are_right_on_short_pages_and_past_the_end(api):
+    for i in range(5):
+        create(api, args=[i])
+    listing = lambda q: api.call("GET", "/tasks?" + q).json
+    assert [listing(q)["total"] for q in ("limit=10", "limit=2&offset=4", "limit=2&offset=9",
+                                          "limit=2", "q=nothing-like-it")] == [5, 5, 5, 5, 0]
+    assert len(listing("limit=2&offset=4")["tasks"]) == 1

@@ -100,10 +100,17 @@ class TaskQueries:
         with self._db.read() as conn:
             conn.execute("BEGIN")
             try:
-                total = conn.execute("SELECT count(*) AS n FROM tasks" + clause, params).fetchall()[0]["n"]
+                limit = min(limit, MAX_PAGE)
                 rows = conn.execute(
                     "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
-                    params + [min(limit, MAX_PAGE), offset]).fetchall()
+                    params + [limit, offset]).fetchall()
+                # A short page that is not past the end already tells the total:
+                # no second pass over the matches (a text search scans them all).
+                if len(rows) < limit and (rows or not offset):
+                    total = offset + len(rows)
+                else:
+                    total = conn.execute("SELECT count(*) AS n FROM tasks" + clause,
+                                         params).fetchall()[0]["n"]
             finally:
                 conn.execute("COMMIT")
         return [task_from_row(r) for r in rows], total
