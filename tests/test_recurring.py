@@ -454,3 +454,21 @@ def test_a_sweep_loses_nothing_of_an_agent_that_came_back_meanwhile(store, clock
 def test_more_bad_schedules_are_400s(api, fields, field):
     with unchanged(api):
         assert_error(api.call("POST", "/tasks", dict(ECHO, **fields)), 400, field)
+
+
+def test_catch_up_all_with_overlap_queue_runs_the_missed_slots_one_after_another(store, clock):
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 4})
+    task, _ = store.create_task(every(60, catch_up="all", overlap="queue"))
+    [run] = store.claim_runs("a", 4)
+    finish(store, "a", run)
+    clock.advance(60 * 3 + 1)
+    for name in ("a", "b"):
+        store.heartbeat(name, {"concurrency": 4})
+    scheduler, dispatcher = make(store, clock)
+    for name in ("a", "b"):
+        dispatcher.register(name, capacity=4)  # both asking for work as the slots fire
+    scheduler.release_due(clock())
+    started = store.claim_runs("a", 4) + store.claim_runs("b", 4)
+    assert len(started) == 1  # the other two wait their turn
+    assert [r["status"] for r in runs(store, task["id"])].count("queued") == 2

@@ -155,6 +155,8 @@ class RecurringQueries:
             self._insert_run(conn, task["id"], target, RunStatus.SKIPPED, slot, now,
                              "the previous run was still going")
             return []
+        if task["overlap"] == Overlap.QUEUE:  # behind this call's catch-up runs too
+            waiting = self._pending_on(conn, task["id"], target, None)
         if waiting > QUEUE_LIMIT and task["overlap"] == Overlap.QUEUE:
             self._insert_run(conn, task["id"], target, RunStatus.SKIPPED, slot, now,
                              "%d runs were already queued" % QUEUE_LIMIT)
@@ -175,12 +177,13 @@ class RecurringQueries:
 
     def _pending_on(self, conn, task_id, target, before):
         """Unfinished runs of the task on ``target`` (None: on any agent) made
-        before run id ``before``."""
+        up to run id ``before`` (None: any)."""
         return conn.execute(
             "SELECT count(*) AS n FROM executions WHERE task_id = ? AND status IN "
             "('queued', 'assigned', 'running') AND id <= ?%s"
             % ("" if target is None else " AND client = ?"),
-            (task_id, before) + (() if target is None else (target,))).fetchall()[0]["n"]
+            (task_id, 2 ** 63 - 1 if before is None else before)
+            + (() if target is None else (target,))).fetchall()[0]["n"]
 
     def _insert_run(self, conn, task_id, client, status, slot, now, skipped=None):
         ts = iso(now)
