@@ -113,6 +113,10 @@ def _check_apsw():
 
 
 def _start_agent(config, server, args):
+    if server is None and config.SERVER_URL.startswith("http://"):
+        # Plain HTTP never needs TLS, and http.client imports ssl (5 MB of an
+        # idle agent's memory) only if it can: make that import fail here.
+        sys.modules.setdefault("ssl", None)
     from octopus import logs
     from octopus.agent.core import Agent
 

@@ -5,8 +5,7 @@ Precedence, lowest first: defaults < config file < environment
 one line naming the setting and what it accepts.
 """
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 ENV_PREFIX = "OCTOPUS_"
 
@@ -112,8 +111,9 @@ def _cron(text):
 _cron.accepts = "a 5-field cron expression (UTC), or empty for never"
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
+    # A NamedTuple, not a dataclass: dataclasses pulls in inspect, ~1.5 MB
+    # in every agent for four fields.
     name: str
     default: Any
     parse: Callable

@@ -6,7 +6,6 @@ can use the name rules too.
 """
 import ast
 import hashlib
-import keyword
 import logging
 import os
 import signal
@@ -15,6 +14,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from octopus.names import valid_name  # noqa: F401 (part of this module's interface)
 
 log = logging.getLogger("octopus.plugins")
 
@@ -67,12 +68,6 @@ def try_import(name, source, timeout=IMPORT_TIMEOUT):
     if code != 0:
         raise PluginRejected("importing it failed: %s" % (
             tail[-1][:500] if tail else "exit status %d" % code))
-
-
-def valid_name(name):
-    """Plugin and action names are identifiers without a leading underscore."""
-    return (isinstance(name, str) and 0 < len(name) <= 64 and name.isidentifier()
-            and name.isascii() and not name.startswith("_") and not keyword.iskeyword(name))
 
 
 def sha256(data):

@@ -25,6 +25,7 @@ TARGETS = [
     ("W5", "worst_p95_ms", "W5 worst dashboard call p95 (1M runs)", "<=", 50.0, "ms"),
     ("W6", "lateness_p99_ms", "W6 schedule lateness p99 (10,000 x 10 s)", "<=", 1000.0, "ms"),
     ("Memory", "idle_agent_rss_mb", "Idle agent RSS (with launcher + worker)", "<=", 25.0, "MB"),
+    ("Memory", "idle_agent_pss_mb", "Idle agent PSS (shared pages counted once)", "<=", 25.0, "MB"),
     ("Memory", "server_idle_rss_mb", "Server RSS idle", "<=", 60.0, "MB"),
 ]
 
@@ -77,6 +78,20 @@ def rss_mb(pid, with_children=True):
     """VmRSS of ``pid`` (and its descendants), in MB."""
     pids = [pid] + (children(pid) if with_children else [])
     return round(sum(_status_kb(p, "VmRSS") for p in pids) / 1024.0, 1)
+
+
+def pss_mb(pid, with_children=True):
+    """Proportional set size of ``pid`` and its descendants, in MB: a page
+    shared by n processes counts 1/n in each, so the sum is what they cost
+    together (RSS counts the interpreter's shared pages once per process)."""
+    total = 0
+    for p in [pid] + (children(pid) if with_children else []):
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except OSError:
+            continue
+    return round(total / 1024.0, 1)
 
 
 def hwm_mb(pid):

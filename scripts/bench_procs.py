@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.request
 
-from bench_common import (Cluster, CpuMeter, emit, hwm_mb, rss_mb, summary, wait_all_final,
+from bench_common import (Cluster, CpuMeter, emit, hwm_mb, pss_mb, rss_mb, summary, wait_all_final,
                           wait_for)
 from octopus.harness import free_port
 
@@ -40,6 +40,7 @@ def w1(opts):
                 assert task["status"] == "success", (i, task["status"], task["executions"])
             time.sleep(1.0)
             agent_idle = rss_mb(c.agents["w1"].pid)
+            agent_pss = pss_mb(c.agents["w1"].pid)
             server_after = rss_mb(c.server.pid)
             api.close()
         finally:
@@ -47,6 +48,7 @@ def w1(opts):
     w1_result = emit(dict({"workload": "W1", "tasks": n, "agents": 1, "owner": "w1 (the agent)"},
                           **summary(samples)))
     return [w1_result], {"server_idle_rss_mb": server_idle, "idle_agent_rss_mb": agent_idle,
+                         "idle_agent_pss_mb": agent_pss,
                          "server_rss_after_w1_mb": server_after}
 
 

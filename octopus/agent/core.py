@@ -6,13 +6,12 @@ method (``heartbeat``, ``poll``, ``report``, ``watch_timeouts``) tests can call.
 import json
 import logging
 import os
-import platform
 import random
 import socket
+import sys
 import threading
 import time
 import urllib.parse
-import uuid
 
 from octopus import __version__
 from octopus.agent.client import ServerClient, ServerError, Unreachable
@@ -72,7 +71,7 @@ class Agent:
         self._report_later = threading.Event()  # results the quick path could not send
         self._digest = None
         self._threads = []
-        self._instance = uuid.uuid4().hex  # tells the server this process from a former one
+        self._instance = os.urandom(16).hex()  # tells the server this process from a former one
 
     def _client(self, timeout=30.0):
         return ServerClient(self.config.SERVER_URL, self._token, timeout)
@@ -83,7 +82,7 @@ class Agent:
         reply = client.request("POST", "/heartbeat", {
             "client": self.name, "hostname": socket.gethostname(), "ip": self._address(),
             "version": __version__, "concurrency": self.config.CONCURRENCY,
-            "python": platform.python_version(), "running": self._held(),
+            "python": "%d.%d.%d" % sys.version_info[:3], "running": self._held(),
             "instance": self._instance})
         if reply.get("plugins") != self._digest:
             self._digest = self._plugins.sync()

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 
-from octopus.plugins import valid_name
+from octopus.names import valid_name
 
 log = logging.getLogger("octopus.agent")
 
