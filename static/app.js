@@ -12,6 +12,7 @@ import * as agents from "./views/agents.js";
 import * as tasks from "./views/tasks.js";
 import * as newTask from "./views/new-task.js";
 import * as detail from "./views/task-detail.js";
+import * as plugins from "./views/plugins.js";
 
 const POLL_MS = 1500;
 const STALE_MS = 5000; // "Live" greys out when the last answer is older than this
@@ -22,6 +23,7 @@ const routes = [
   [/^\/tasks$/, tasks, "tasks"],
   [/^\/tasks\/new$/, newTask, "new"],
   [/^\/tasks\/([0-9a-f]{32})$/, detail, "tasks"],
+  [/^\/plugins$/, plugins, "plugins"],
 ];
 
 const $ = (id) => document.getElementById(id);

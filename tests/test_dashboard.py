@@ -127,6 +127,18 @@ def test_the_agent_list_shows_a_running_agent_online(page):
     shot(page, "agents")
 
 
+def test_the_plugin_list_shows_each_plugins_actions_and_docstrings(page):
+    signed_in(page, "plugins")
+    echo = page.locator("#plugin-echo")
+    expect(echo.locator("h2")).to_contain_text("echo")
+    expect(echo.locator("tbody tr", has_text="echo(*args, **kwargs)")).to_contain_text(
+        "Return the arguments")
+    expect(echo.locator("tbody tr", has_text="fail(message)")).to_be_visible()
+    expect(page.locator("#plugin-shell")).to_contain_text("run(command, timeout=60)")
+    expect(page.locator("nav [aria-current=page]")).to_have_text("Plugins")
+    shot(page, "plugins")
+
+
 def test_an_anyone_echo_task_made_in_the_form_turns_success_with_its_result(page):
     signed_in(page, "tasks/new")
     expect(page.locator("#plugin option[value=echo]")).to_be_attached()
@@ -419,6 +431,7 @@ def test_narrow_screen_keeps_the_views_usable(page, cluster):
     expect(page.locator("table.tasks tbody tr").first).to_be_visible()
     for route, ready in (("tasks", "table.tasks tbody tr"), ("overview", ".counts li"),
                          ("agents", "table.agents tbody tr"), ("tasks/new", "#plugin option"),
+                         ("plugins", "#plugin-echo tbody tr"),
                          ("tasks/" + listed["tasks"][0]["id"], "table.runs tbody tr")):
         page.goto(page.base + "/#/" + route)
         expect(page.locator(ready).first).to_be_attached()
