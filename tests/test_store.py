@@ -187,13 +187,29 @@ def test_delayed_task_is_not_claimed_before_its_time(store, clock):
 
 def test_running_task_cannot_be_changed_but_can_be_deleted(store):
     created, _ = store.create_task(task())
-    store.claim_runs("a", 1)
+    [run] = store.claim_runs("a", 1)
     with pytest.raises(ConflictError):
         store.update_task(created["id"], {"args": [2]})
-    assert store.delete_task(created["id"]) is True
+    assert store.delete_task(created["id"]) == {"a"}  # its agent is to stop the run
     assert store.get_task(created["id"]) is None
     assert store.list_executions(task_id=created["id"]) == []
-    assert store.delete_task(created["id"]) is False
+    assert store.delete_task(created["id"]) is None
+
+
+def test_a_deleted_tasks_running_run_is_to_be_stopped_until_its_agent_reports(store, tmp_path,
+                                                                               clock):
+    from octopus.store import Store
+
+    created, _ = store.create_task(task())
+    [run] = store.claim_runs("a", 1)
+    store.delete_task(created["id"])
+    assert store.cancels_for("a") == [run["id"]] and store.agents_with_cancels() == ["a"]
+    again = Store(str(tmp_path / "octopus.db"), clock=clock)  # the server restarted
+    assert again.cancels_for("a") == [run["id"]]
+    acked, rejected, _, _ = again.finish_runs("a", [{"id": run["id"], "status": "cancelled"}])
+    assert rejected == [(run["id"], "unknown run")]
+    assert again.cancels_for("a") == [] and again.agents_with_cancels() == []
+    again.close()
 
 
 def test_agents_show_online_offline_and_running(store, clock):

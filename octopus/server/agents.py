@@ -156,8 +156,7 @@ class WorkResource:
         in_store = self._store.cancels_for(name)
         if in_store:
             self._dispatcher.cancel([name], wake=False)
-        wanted = set(in_store) | set(self._dispatcher.take_cancels(name))
-        return sorted(wanted - stopping)
+        return sorted(set(in_store) - stopping)
 
     def _wait(self, name, capacity, wait, instance, stopping, held):
         # Registered before the first look, so work handed out in between wakes us.

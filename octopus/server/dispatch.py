@@ -26,7 +26,6 @@ class Dispatcher:
         self._count = 0
         self._task_waits = {}       # task id -> [Event]
         self._instances = {}        # agent name -> its latest process's instance id
-        self._orphan_cancels = {}   # agent name -> ids of runs whose task was deleted
         self._cancelling = set()    # agents that may have runs to stop (looked up in the store)
         self.closed = False
 
@@ -129,7 +128,7 @@ class Dispatcher:
     def may_cancel(self, name):
         """Might ``name`` have runs to stop?  Saves a query on every ask."""
         with self._lock:
-            return name in self._cancelling or name in self._orphan_cancels
+            return name in self._cancelling
 
     def cancelled_none(self, name):
         with self._lock:
@@ -141,17 +140,6 @@ class Dispatcher:
             chosen = [w for w in self._waiters.get(name, ()) if not w.capacity]
         for waiter in chosen:
             waiter.event.set()
-
-    def cancel_deleted(self, agents_runs):
-        """Runs of a deleted task: their agents still have to be told to stop them."""
-        with self._lock:
-            for agent, run_id in agents_runs:
-                self._orphan_cancels.setdefault(agent, set()).add(run_id)
-        self.wake({agent for agent, _ in agents_runs})
-
-    def take_cancels(self, name):
-        with self._lock:
-            return sorted(self._orphan_cancels.pop(name, ()))
 
     def close(self):
         """Release every held request, so the server can stop at once."""

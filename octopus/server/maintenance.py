@@ -112,7 +112,8 @@ class Maintenance:
         # A finished task's runs go before the task, so no cascade is big.
         for key, delete in (("executions", store.delete_old_runs),
                             ("task_executions", store.delete_old_task_runs),
-                            ("tasks", store.delete_old_tasks)):
+                            ("tasks", store.delete_old_tasks),
+                            ("orphan_cancels", store.delete_old_orphan_cancels)):
             detail[key] = self._drain(delete, cutoff, detail)
         return detail
 

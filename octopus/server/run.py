@@ -51,7 +51,7 @@ class Server:
         self.registry.plugins()
         self.dispatcher = Dispatcher(config.MAX_WAITERS)
         # Cancels asked for before a restart are found in the store on next asks.
-        self.dispatcher.cancel([a["name"] for a in self.store.agents_with_open_runs()])
+        self.dispatcher.cancel(self.store.agents_with_cancels())
         self.scheduler = Scheduler(config, self.store, self.dispatcher)
         self.maintenance = Maintenance(config, self.store)
         app = create_app(config, self.store, self.registry, self.dispatcher,

@@ -121,11 +121,11 @@ class TaskResource:
         resp.media = task
 
     def on_delete(self, req, resp, task_id):
-        running = self._store.running_runs(task_id)
-        if not self._store.delete_task(task_id):
+        running = self._store.delete_task(task_id)
+        if running is None:
             raise not_found("no task %s" % task_id[:64])
         if running:  # deleted while running: its agents must still stop the runs
-            self._dispatcher.cancel_deleted(running)
+            self._dispatcher.cancel(running)
         log.info("Task %s deleted%s", task_id, " (its runs are being stopped)" if running else "")
         resp.status = falcon.HTTP_204
 

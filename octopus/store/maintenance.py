@@ -50,6 +50,13 @@ class MaintenanceQueries:
         """
         return self._delete_batch("tasks", OLD_TASKS, cutoff, batch)
 
+    def delete_old_orphan_cancels(self, cutoff, batch):
+        """Forget stop orders for runs of deleted tasks whose agent never came back."""
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM orphan_cancels WHERE run_id IN (SELECT run_id FROM "
+                         "orphan_cancels WHERE created_at < ? LIMIT ?)", (cutoff, batch))
+            return conn.changes()
+
     def _delete_batch(self, table, select, cutoff, batch):
         with self._db.write() as conn:
             conn.execute("DELETE FROM %s WHERE id IN (%s)" % (table, select), (cutoff, batch))

@@ -293,7 +293,9 @@ class RunQueries(SettleQueries, RecurringQueries):
     def _finish_one(self, conn, agent, res, ts, finished, ready):
         rows = conn.execute("SELECT id, task_id, client, status, attempt, lease FROM executions "
                             "WHERE id = ?", (res["id"],)).fetchall()
-        if not rows:
+        if not rows:  # its task was deleted: the agent has settled it, no more to stop
+            conn.execute("DELETE FROM orphan_cancels WHERE run_id = ? AND client = ?",
+                         (res["id"], agent))
             return "unknown run"
         run = rows[0]
         if run["client"] != agent:
@@ -347,11 +349,12 @@ class RunQueries(SettleQueries, RecurringQueries):
                 ids).fetchall())
 
     def cancels_for(self, agent):
-        """Runs of ``agent`` an operator asked to stop."""
+        """Runs of ``agent`` an operator asked to stop (their task cancelled or deleted)."""
         with self._db.read() as conn:
             return [r["id"] for r in conn.execute(
                 "SELECT id FROM executions WHERE client = ? AND status = 'running' "
-                "AND cancel_requested IS NOT NULL", (agent,))]
+                "AND cancel_requested IS NOT NULL "
+                "UNION SELECT run_id FROM orphan_cancels WHERE client = ?", (agent, agent))]
 
     def agents_with_open_runs(self):
         """Names of agents that hold runs not yet reported (or an ALL task's
@@ -363,6 +366,13 @@ class RunQueries(SettleQueries, RecurringQueries):
                 "OR EXISTS (SELECT 1 FROM executions e WHERE e.client = a.name AND e.status = "
                 "'queued' AND (SELECT owner FROM tasks WHERE id = e.task_id) = 'ALL')"
                 ).fetchall()
+
+    def agents_with_cancels(self):
+        """Agents with runs to stop (asked before a restart, say)."""
+        with self._db.read() as conn:
+            return [r["client"] for r in conn.execute(
+                "SELECT DISTINCT client FROM executions WHERE status = 'running' "
+                "AND cancel_requested IS NOT NULL UNION SELECT client FROM orphan_cancels")]
 
     # -- reading ----------------------------------------------------------
 

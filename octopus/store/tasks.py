@@ -155,18 +155,19 @@ class TaskQueries:
                             (task_id,)).fetchall()
         return parse_iso(rows[0]["due"]) if rows[0]["due"] else None
 
-    def running_runs(self, task_id):
-        """``(agent, run id)`` of the task's runs that agents are running now."""
-        with self._db.read() as conn:
-            return [(r["client"], r["id"]) for r in conn.execute(
-                "SELECT client, id FROM executions WHERE task_id = ? AND status = 'running'",
-                (task_id,))]
-
     def delete_task(self, task_id):
-        """Delete a task and its executions; False if there was no such task."""
+        """Delete a task and its executions.  Returns None if there was no
+        such task, else the agents of its runs still running: they are to
+        stop them (kept in orphan_cancels until each reports)."""
         with self._db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO orphan_cancels (run_id, client, created_at) "
+                         "SELECT id, client, ? FROM executions WHERE task_id = ? "
+                         "AND status = 'running'", (iso(self._clock()), task_id))
+            agents = {r["client"] for r in conn.execute(
+                "SELECT client FROM executions WHERE task_id = ? AND status = 'running'",
+                (task_id,))}
             conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-            return conn.changes() == 1
+            return agents if conn.changes() == 1 else None
 
     def _open_runs(self, conn, task_id):
         return conn.execute(
