@@ -172,7 +172,7 @@ class RecurringQueries:
                          RunStatus.QUEUED if agent is None else RunStatus.ASSIGNED, slot, now)
         if agent is None:
             return []
-        conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
+        self._given_work(conn, agent, now)
         return [agent]
 
     def _pending_on(self, conn, task_id, target, before):

@@ -99,8 +99,12 @@ class RunQueries(SettleQueries, RecurringQueries):
         agent = self._least_busy_agent(conn, now, candidates)
         if agent is None or self._assign(conn, task_id, agent, iso(now)) is None:
             return []
-        conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
+        self._given_work(conn, agent, now)
         return [agent]
+
+    def _given_work(self, conn, agent, now):
+        """``agent`` was just given Anyone work: it goes last among equally busy ones."""
+        conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
 
     def _fan_out(self, conn, task_id, now):
         """Give an ALL task one run per online agent; returns their names."""
@@ -139,7 +143,7 @@ class RunQueries(SettleQueries, RecurringQueries):
                          % MAY_START.format(run="executions"), (agent, iso(now), run["id"]))
             if conn.changes() != 1:
                 continue
-            conn.execute("UPDATE agents SET last_assigned = ? WHERE name = ?", (iso(now), agent))
+            self._given_work(conn, agent, now)
             woken.add(agent)
         return woken
 
@@ -151,16 +155,17 @@ class RunQueries(SettleQueries, RecurringQueries):
         with self._db.write() as conn:
             for task_id in task_ids:
                 task = self._get_task(conn, task_id)
-                if task is None or task["next_run_at"] is None and task["type"] != TaskType.ADHOC:
+                if task is None:
+                    continue
+                due = task["next_run_at"] is not None and task["next_run_at"] <= iso(now)
+                if not due:
                     pass
                 elif task["type"] != TaskType.ADHOC:
-                    if (task["status"] in (TaskStatus.CREATED, TaskStatus.ACTIVE)
-                            and task["next_run_at"] <= iso(now)):
+                    if task["status"] in (TaskStatus.CREATED, TaskStatus.ACTIVE):
                         woken.update(self._fire(conn, task, now, candidates))
-                elif task["status"] == TaskStatus.CREATED and task["next_run_at"] <= iso(now):
+                elif task["status"] == TaskStatus.CREATED:
                     woken.update(self._hand_out(conn, task_id, task["owner"], now, candidates))
-                if task is not None:
-                    woken.update(self._hand_out_queued(conn, task_id, now, candidates))
+                woken.update(self._hand_out_queued(conn, task_id, now, candidates))
         return woken
 
     def fan_out_due(self):
@@ -313,10 +318,6 @@ class RunQueries(SettleQueries, RecurringQueries):
                 return "fenced: the run was lost and tried again since"
             conn.execute("DELETE FROM executions WHERE retry_of = ? AND status = 'queued'",
                          (res["id"],))
-            self._record(conn, res, ts)
-            if self._settle_task(conn, run["task_id"], run, res, ts):
-                finished.append(run["task_id"])
-            return None
         self._record(conn, res, ts)
         if self._settle_task(conn, run["task_id"], run, res, ts):
             finished.append(run["task_id"])
@@ -325,6 +326,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return None
 
     def _record(self, conn, res, ts):
+        """Write how a run ended (reported by its agent, or lost, or cancelled here)."""
         self._count_finished(res["status"])
         conn.execute("UPDATE executions SET status = ?, result = ?, output = ?, duration = ?, "
                      "finished_at = ?, updated_at = ? WHERE id = ?",

@@ -118,10 +118,10 @@ class SettleQueries:
         Returns ``(finished, requeued)``: tasks now final, and tasks with a
         run waiting again for any agent (an Anyone run it never picked up,
         or a retry of a lost one).  An ALL task's runs waiting for this agent
-        (queued behind another, or a retry) are lost with it.  With ``keep`` (the run ids the agent says
-        it has), only its running runs that it does not have and that
-        started before ``started_before`` are lost: a run whose hand-out is
-        still on its way is left alone.  With ``silent_since``, nothing is
+        (queued behind another, or a retry) are lost with it.  With ``keep``
+        (the run ids the agent says it has), only its running runs that it
+        does not have and that started before ``started_before`` are lost: a
+        run whose hand-out is still on its way is left alone.  With ``silent_since``, nothing is
         lost if the agent's heartbeat came since (it reconnected meanwhile).
         """
         ts = iso(self._clock())
@@ -147,12 +147,9 @@ class SettleQueries:
                     continue
                 # Lost while an operator was cancelling it: that is what it was.
                 status = RunStatus.CANCELLED if run["cancel_requested"] else RunStatus.LOST
-                self._count_finished(status)
-                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
-                             "updated_at = ? WHERE id = ?",
-                             (status, dumps(error), ts, ts, run["id"]))
-                if self._settle_task(conn, run["task_id"], run,
-                                     {"status": status, "result": error}, ts):
+                res = {"id": run["id"], "status": status, "result": error}
+                self._record(conn, res, ts)
+                if self._settle_task(conn, run["task_id"], run, res, ts):
                     finished.append(run["task_id"])
                 elif self._queued_now(conn, run["task_id"]):
                     requeued.append(run["task_id"])
@@ -204,12 +201,9 @@ class SettleQueries:
                                  (ts, run["id"]))
                     agents.add(run["client"])
                     continue
-                self._count_finished(RunStatus.CANCELLED)
-                conn.execute("UPDATE executions SET status = ?, result = ?, finished_at = ?, "
-                             "updated_at = ? WHERE id = ?",
-                             (RunStatus.CANCELLED, dumps(CANCEL_NOTE), ts, ts, run["id"]))
-                self._settle_task(conn, task_id, run, {"status": RunStatus.CANCELLED,
-                                                       "result": CANCEL_NOTE}, ts)
+                res = {"id": run["id"], "status": RunStatus.CANCELLED, "result": CANCEL_NOTE}
+                self._record(conn, res, ts)
+                self._settle_task(conn, task_id, run, res, ts)
             task = self._get_task(conn, task_id)
             if not agents and task["status"] not in TaskStatus.FINAL:
                 conn.execute("UPDATE tasks SET status = ?, result = ?, next_run_at = NULL, "
