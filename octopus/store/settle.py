@@ -126,6 +126,8 @@ class SettleQueries:
         """
         ts = iso(self._clock())
         finished, requeued = [], []
+        if keep is not None and not self._runs_not_kept(agent, keep, started_before):
+            return finished, requeued  # every heartbeat asks: answer it without the write lock
         error = lost_note(agent)
         with self._db.write() as conn:
             if silent_since is not None and conn.execute(
@@ -154,6 +156,13 @@ class SettleQueries:
                 elif self._queued_now(conn, run["task_id"]):
                     requeued.append(run["task_id"])
         return finished, list(dict.fromkeys(requeued))
+
+    def _runs_not_kept(self, agent, keep, started_before):
+        with self._db.read() as conn:
+            return [r["id"] for r in conn.execute(
+                "SELECT id FROM executions WHERE status IN ('assigned', 'running') "
+                "AND client = ? AND status = 'running' AND started_at < ?",
+                (agent, started_before)) if r["id"] not in keep]
 
     def _requeue(self, conn, run, ts):
         """An Anyone run its agent never picked up waits for any agent again
