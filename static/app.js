@@ -56,17 +56,15 @@ function route(userNavigated) {
       else a.removeAttribute("aria-current");
     }
     const banner = h("p", {class: "banner error", role: "alert"});
-    const holder = {};
+    const entry = {path, view: null, banner, fieldError: null};
     // A view's own out-of-tick refresh (a filter changed) reports its outcome here.
-    const report = (e) => {
-      if (current === holder.view && (!e || (e.status !== 401 && !e.aborted))) showRefreshError(holder.view, e);
-    };
-    const view = mod.mount(viewRoot, {params: m.slice(1), query, setTitle, report});
+    const report = (e) => settle(entry, e);
+    const view = entry.view = mod.mount(viewRoot, {params: m.slice(1), query, setTitle, report});
     // The banner goes under the view's heading (before everything when it has none).
     const head = viewRoot.querySelector(".head");
     if (head) head.after(banner);
     else viewRoot.prepend(banner);
-    current = holder.view = {path, view, banner, fieldError: null};
+    current = entry;
     lastRefresh = Date.now();
     if (!view.ownsTitle) setTitle(viewRoot.querySelector("h1")?.textContent || "");
     if (userNavigated) viewRoot.focus({preventScroll: true});
@@ -85,15 +83,24 @@ async function tick() {
     try {
       await mine.view.refresh?.();
       lastRefresh = Date.now();
-      if (current === mine) showRefreshError(mine, null);
+      settle(mine, null);
     } catch (e) {
       if (e.status > 0) lastRefresh = Date.now(); // the server answered, if not well
-      if (current === mine && e.status !== 401 && !e.aborted) showRefreshError(mine, e);
+      settle(mine, e);
     } finally {
       mine.busy = false;
     }
   }
   if (current === mine && token.get() && timer === null) timer = setTimeout(tick, POLL_MS);
+}
+
+/**
+ * The outcome of a refresh of `entry` (e: what it threw, null when it worked),
+ * shown while that view is the current one. A 401 goes to sign-in instead, and
+ * an aborted request was superseded by a newer one.
+ */
+function settle(entry, e) {
+  if (current === entry && (!e || (e.status !== 401 && !e.aborted))) showRefreshError(entry, e);
 }
 
 /**

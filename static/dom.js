@@ -73,6 +73,17 @@ export function syncRows(tbody, items, key, create, update) {
   }
 }
 
+/** <option>s whose value is their text. */
+export function options(values) {
+  return values.map((v) => h("option", {value: v}, v));
+}
+
+/** Selects `value`, adding it as an option (shown as `label`) when the select does not have it. */
+export function choose(select, value, label = value) {
+  if (![...select.options].some((o) => o.value === value)) select.append(h("option", {value}, label));
+  select.value = value;
+}
+
 // ---- times -------------------------------------------------------------
 
 let clockOffset = 0; // server time minus browser time, when they disagree
@@ -124,9 +135,7 @@ export function timeCell(el, iso, prefix = "") {
 /** Time since `iso` for a run going on: whole seconds, growing each refresh. */
 export function elapsed(iso) {
   const s = Math.max(0, Math.floor((now() - Date.parse(iso)) / 1000));
-  if (s < 120) return s + " s";
-  const m = Math.floor(s / 60);
-  return m < 120 ? `${m} min ${s % 60} s` : (s / 3600).toFixed(1) + " h";
+  return s < 120 ? s + " s" : duration(s);
 }
 
 export function duration(seconds) {

@@ -2,21 +2,23 @@
 // refresh only updates the owner list (when it is not in use) and the
 // schedule preview.
 import {api, get} from "../api.js";
-import {age, h, localTime, now, setAttr, setText} from "../dom.js";
+import {choose, h, localTime, now, options, setAttr, timeCell} from "../dom.js";
+import {BROADCAST_OWNERS, TASK_TYPES} from "../model.js";
 
-const TYPES = ["Adhoc", "Interval", "Scheduled"];
+const LIMITS = ["timeout", "max_retries", "retry_delay", "retry_backoff"]; // copied, checked and sent alike
 const AGENTS_EVERY_MS = 10_000; // the owner list: agents come and go rarely
 const MY_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
 
 export function mount(root, {query}) {
-  const slots = {}; // server field name -> {control, error}
+  const controls = {}; // server field name -> control
+  const errorSlots = new Map(); // control -> its error <p>
   const ctl = {
     plugin: h("select", {id: "plugin", name: "plugin"}),
     action: h("select", {id: "action", name: "action"}),
     args: h("textarea.mono", {id: "args", name: "args", rows: 3, spellcheck: "false"}),
     kwargs: h("textarea.mono", {id: "kwargs", name: "kwargs", rows: 3, spellcheck: "false"}),
     owner: h("select", {id: "owner", name: "owner"}),
-    type: h("select", {id: "type", name: "type"}, TYPES.map((t) => h("option", {value: t}, t))),
+    type: h("select", {id: "type", name: "type"}, options(TASK_TYPES)),
     seconds: h("input", {id: "interval-seconds", name: "interval-seconds", type: "number", min: 1, step: 1,
       inputmode: "numeric", placeholder: "60"}),
     cron: h("input.mono", {id: "cron", name: "cron", type: "text", placeholder: "*/5 * * * *",
@@ -47,7 +49,8 @@ export function mount(root, {query}) {
     const error = h("p.field-error", {id: control.id + "-error", role: "alert"});
     const hintEl = hint ? h("p.hint", {id: control.id + "-hint"}, hint) : null;
     setAttr(control, "aria-describedby", [hintEl && hintEl.id, error.id].filter(Boolean).join(" "));
-    if (name) slots[name] = {control, error};
+    errorSlots.set(control, error);
+    if (name) controls[name] = control;
     control.addEventListener("input", () => name !== "args" && name !== "kwargs" && clearError(control));
     return h("div.field" + cls, null, h("label", {for: control.id}, text), control, hintEl, error);
   }
@@ -105,37 +108,37 @@ export function mount(root, {query}) {
 
   // The interval field is one on the server and two controls here.
   const intervalControl = () => (ctl.type.value === "Scheduled" ? ctl.cron : ctl.seconds);
-  const slot = (name) => (name === "interval" ? {control: intervalControl(),
-    error: document.getElementById(intervalControl().id + "-error")} : slots[name]);
+  const controlFor = (name) => (name === "interval" ? intervalControl() : controls[name]);
 
+  function markError(control, message) {
+    errorSlots.get(control).textContent = message;
+    control.setAttribute("aria-invalid", "true");
+  }
+  /** The error next to the field the server named, else above the buttons; returns the field's control. */
   function showError(name, message) {
-    const s = slot(name);
-    if (!s) {
+    const control = controlFor(name);
+    if (!control) {
       formError.textContent = (name ? name + ": " : "") + message;
       formErrorFromPreview = false;
       return null;
     }
-    s.error.textContent = message;
-    s.control.setAttribute("aria-invalid", "true");
-    return s.control;
+    markError(control, message);
+    return control;
   }
   function clearError(control) {
     control.removeAttribute("aria-invalid");
-    const e = document.getElementById(control.id + "-error");
-    if (e) e.textContent = "";
+    errorSlots.get(control).textContent = "";
   }
 
   // A number or date input holding what it cannot parse ("1e", half a date) has
   // the value "": without this check it would be silently left out of the request.
-  const PARSED = ["seconds", "start", "end", "timeout", "max_retries", "retry_delay", "retry_backoff"];
+  const PARSED = ["seconds", "start", "end", ...LIMITS];
   function checkParsed(names = PARSED) {
     let first = null;
     for (const name of names) {
       const c = ctl[name];
       if (c.closest("[hidden]") || !c.validity.badInput) continue;
-      const error = document.getElementById(c.id + "-error");
-      error.textContent = c.type === "number" ? "Not a number" : "Incomplete date";
-      c.setAttribute("aria-invalid", "true");
+      markError(c, c.type === "number" ? "Not a number" : "Incomplete date");
       first ||= c;
     }
     return first;
@@ -169,15 +172,16 @@ export function mount(root, {query}) {
   });
   // ---- plugin and action choices ----
   let plugins = [];
+  const currentPlugin = () => plugins.find((x) => x.name === ctl.plugin.value);
   function fillActions() {
-    const p = plugins.find((x) => x.name === ctl.plugin.value);
+    const p = currentPlugin();
     const keep = ctl.action.value;
-    ctl.action.replaceChildren(...(p?.actions || []).map((a) => h("option", {value: a}, a)));
+    ctl.action.replaceChildren(...options(p?.actions || []));
     if (p?.actions.includes(keep)) ctl.action.value = keep;
     describeAction();
   }
   function describeAction() {
-    const p = plugins.find((x) => x.name === ctl.plugin.value);
+    const p = currentPlugin();
     const a = p?.action_docs?.find((d) => d.name === ctl.action.value);
     actionDoc.textContent = a ? `${ctl.action.value}${a.signature || ""}: ${a.doc || ""}` : p?.doc || "";
   }
@@ -185,13 +189,12 @@ export function mount(root, {query}) {
   ctl.action.addEventListener("change", describeAction);
   Promise.all([get("/plugins"), copied]).then(([data, t]) => {
     plugins = data.plugins;
-    ctl.plugin.replaceChildren(...plugins.map((p) => h("option", {value: p.name}, p.name)));
+    ctl.plugin.replaceChildren(...options(plugins.map((p) => p.name)));
     if (t && plugins.some((p) => p.name === t.plugin)) ctl.plugin.value = t.plugin;
     else if (plugins.some((p) => p.name === "echo")) ctl.plugin.value = "echo";
     fillActions();
     if (t) {
-      if (!ctl.action.querySelector(`option[value="${CSS.escape(t.action)}"]`)) ctl.action.append(h("option", {value: t.action}, t.action));
-      ctl.action.value = t.action;
+      choose(ctl.action, t.action);
       describeAction();
       fillFrom(t);
     }
@@ -211,14 +214,11 @@ export function mount(root, {query}) {
       ctl.overlap.value = t.overlap || "skip";
       ctl.catch_up.value = t.catch_up || "once";
     }
-    for (const f of ["timeout", "max_retries", "retry_delay", "retry_backoff"]) {
+    for (const f of LIMITS) {
       if (t[f] !== null && t[f] !== undefined) ctl[f].value = t[f];
     }
     wantedOwner = t.owner;
-    if (!ctl.owner.querySelector(`option[value="${CSS.escape(t.owner)}"]`)) {
-      ctl.owner.append(h("option", {value: t.owner}, t.owner));
-    }
-    ctl.owner.value = t.owner;
+    choose(ctl.owner, t.owner);
     showType();
   }
   let wantedOwner = null;
@@ -231,7 +231,7 @@ export function mount(root, {query}) {
     if (key === ownerKey || document.activeElement === ctl.owner) return;
     ownerKey = key;
     const keep = ctl.owner.value || "Anyone";
-    const extra = [keep, wantedOwner].find((o) => o && !["Anyone", "ALL"].includes(o) && !agents.some((a) => a.name === o));
+    const extra = [keep, wantedOwner].find((o) => o && !BROADCAST_OWNERS.includes(o) && !agents.some((a) => a.name === o));
     ctl.owner.replaceChildren(h("option", {value: "Anyone"}, "Anyone"), h("option", {value: "ALL"}, "ALL agents"),
       agents.length ? h("optgroup", {label: "Agents"}, agents.map((a) =>
         h("option", {value: a.name}, a.name + (a.status === "online" ? "" : " (offline)")))) : null,
@@ -260,15 +260,19 @@ export function mount(root, {query}) {
   // none is left, or after a minute.
   const PREVIEW_TTL_MS = 60_000;
   let previewKey = null;
-  let previewTimes = [];
   let previewAt = 0;
+  const previewTimes = () => preview.querySelectorAll("li[data-t]");
   function previewAges() {
-    for (const li of preview.querySelectorAll("li[data-t]")) {
+    for (const li of previewTimes()) {
       const t = li.dataset.t;
       if (Date.parse(t) <= now()) li.remove();
-      else setText(li.firstChild, `${localTime(t)} · ${age(t)}`);
+      else timeCell(li.firstChild, t);
     }
-    previewTimes = previewTimes.filter((t) => Date.parse(t) > now());
+  }
+  function previewItem(t) {
+    const time = h("time");
+    timeCell(time, t);
+    return h("li", {"data-t": t}, time);
   }
   function previewNote(text) {
     previewKey = null;
@@ -296,9 +300,9 @@ export function mount(root, {query}) {
     const end = ctl.end.value ? Date.parse(isoFromLocal(ctl.end.value)) : null;
     const key = JSON.stringify([params, end]);
     if (fromTick && key === previewKey) {
-      const hadTimes = previewTimes.length > 0;
+      const hadTimes = previewTimes().length > 0;
       previewAges();
-      if (!hadTimes || (previewTimes.length && Date.now() - previewAt < PREVIEW_TTL_MS)) return;
+      if (!hadTimes || (previewTimes().length && Date.now() - previewAt < PREVIEW_TTL_MS)) return;
     }
     const mine = ++previewSeq;
     try {
@@ -312,10 +316,9 @@ export function mount(root, {query}) {
       previewKey = key;
       previewAt = Date.now();
       // The window's end cuts the list short: no run is made after it.
-      previewTimes = end === null ? data.next : data.next.filter((t) => Date.parse(t) <= end);
-      preview.replaceChildren(...previewTimes.map((t) =>
-        h("li", {"data-t": t}, h("time", {datetime: t, title: t}, `${localTime(t)} · ${age(t)}`))),
-        previewTimes.length < data.next.length ? h("li.muted.end", null, previewTimes.length ?
+      const times = end === null ? data.next : data.next.filter((t) => Date.parse(t) <= end);
+      preview.replaceChildren(...times.map(previewItem),
+        times.length < data.next.length ? h("li.muted.end", null, times.length ?
           `Then no more: the window ends ${localTime(new Date(end).toISOString())}.` :
           "No run: the window ends before the first one.") : null);
     } catch (e) {
@@ -326,8 +329,7 @@ export function mount(root, {query}) {
       }
       previewNote("No preview: fix the schedule.");
       previewKey = key; // asked again only when the schedule changes
-      previewTimes = [];
-      const wasFormError = !slot(e.field);
+      const wasFormError = !controlFor(e.field);
       showError(e.field, e.message);
       if (wasFormError) formErrorFromPreview = true;
     }
@@ -378,7 +380,7 @@ export function mount(root, {query}) {
       body.overlap = ctl.overlap.value;
       body.catch_up = ctl.catch_up.value;
     }
-    for (const f of ["timeout", "max_retries", "retry_delay", "retry_backoff"]) {
+    for (const f of LIMITS) {
       const v = num(ctl[f]);
       if (v !== undefined) body[f] = v;
     }

@@ -1,8 +1,9 @@
 // Overview: tasks by status, agents, runs of the last hour, latest failures.
 import {get} from "../api.js";
 import {badge, brief, h, note, setAttr, setBadge, setText, shortId, syncRows, timeCell} from "../dom.js";
+import {TASK_STATUSES} from "../model.js";
 
-const TASK_ORDER = ["Created", "Active", "success", "failed", "cancelled", "Done", "completed"];
+const TASK_ORDER = [...TASK_STATUSES, "completed"];
 const RUN_OUTCOMES = ["success", "failed", "timeout", "cancelled", "lost", "skipped"];
 const FAILURES = ["failed", "timeout", "lost"];
 const SVG = "http://www.w3.org/2000/svg";

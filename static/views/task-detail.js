@@ -2,7 +2,7 @@
 import {api, get} from "../api.js";
 import {badge, brief, duration, elapsed, h, localTime, note, pretty, setAttr, setBadge, setText, syncRows,
   timeCell} from "../dom.js";
-import {waitingFor} from "./tasks.js";
+import {showsNextRun, waitingFor} from "../model.js";
 
 const PAGE_RUNS = 50;
 // What "Run again" copies: the work and its limits, as one Adhoc run now. The
@@ -86,7 +86,7 @@ export function mount(root, {params: [id], setTitle}) {
     if (waiting) setText(rows.next_run_at.dd.firstChild, `${waiting} (due ${localTime(t.next_run_at)})`);
     const hide = {schedule: !recurring, overlap: !recurring, catch_up: !recurring, execution_end_time: !recurring,
       cancelled_at: !t.cancelled_at, execution_start_time: !t.execution_start_time,
-      next_run_at: !t.next_run_at || !((recurring && ["Created", "Active"].includes(t.status)) || t.status === "Created")};
+      next_run_at: !t.next_run_at || !showsNextRun(t)};
     for (const [k, r] of Object.entries(rows)) r.wrap.hidden = !!hide[k];
     setText(pres.args, pretty(t.args));
     setText(pres.kwargs, pretty(t.kwargs));

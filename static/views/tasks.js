@@ -1,11 +1,10 @@
 // Tasks: filtered, searched and paged on the server; the filters live in the
 // URL hash so a filtered list can be linked to and survives a reload.
 import {get} from "../api.js";
-import {badge, h, note, now, setAttr, setBadge, setText, shortId, syncRows, timeCell} from "../dom.js";
+import {badge, choose, h, note, options, setAttr, setBadge, setText, shortId, syncRows, timeCell} from "../dom.js";
+import {BROADCAST_OWNERS, TASK_STATUSES, TASK_TYPES, showsNextRun, waitingFor} from "../model.js";
 
 const PAGE = 50;
-const STATUSES = ["Created", "Active", "success", "failed", "cancelled", "Done"];
-const TYPES = ["Adhoc", "Interval", "Scheduled"];
 const FILTERS = ["status", "type", "owner", "plugin", "q"];
 
 export function mount(root, {query, report}) {
@@ -13,16 +12,16 @@ export function mount(root, {query, report}) {
   state.offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
 
   const select = (id, first, values) =>
-    h("select", {id, name: id}, h("option", {value: ""}, first), values.map((v) => h("option", {value: v}, v)));
+    h("select", {id, name: id}, h("option", {value: ""}, first), options(values));
   const fields = {
     q: h("input", {type: "search", id: "f-q", name: "q", placeholder: "id, plugin, args…"}),
-    status: select("f-status", "Any status", STATUSES),
-    type: select("f-type", "Any type", TYPES),
+    status: select("f-status", "Any status", TASK_STATUSES),
+    type: select("f-type", "Any type", TASK_TYPES),
     owner: h("input", {type: "text", id: "f-owner", name: "owner", list: "owners", placeholder: "Any owner",
       autocomplete: "off", spellcheck: "false"}),
     plugin: select("f-plugin", "Any plugin", []),
   };
-  const owners = h("datalist", {id: "owners"}, h("option", {value: "Anyone"}), h("option", {value: "ALL"}));
+  const owners = h("datalist", {id: "owners"}, BROADCAST_OWNERS.map((o) => h("option", {value: o})));
   const label = (f, text) => h("div.field", null, h("label", {for: fields[f].id}, text), fields[f]);
   const body = h("tbody");
   const loading = note("Loading…", "loading");
@@ -48,7 +47,7 @@ export function mount(root, {query, report}) {
     h("div.pager", null, prev, range, next));
 
   // A status from the URL that is not one of ours (a typo, an older link) is shown, not silently dropped.
-  if (state.status && !STATUSES.includes(state.status)) fields.status.append(h("option", {value: state.status}, state.status));
+  if (state.status) choose(fields.status, state.status);
   for (const f of FILTERS) fields[f].value = state[f];
   let debounce = null;
   function apply(f) {
@@ -78,7 +77,7 @@ export function mount(root, {query, report}) {
 
   // Choices for the plugin and owner filters, fetched once.
   get("/plugins").then(({plugins}) => {
-    fields.plugin.append(...plugins.map((p) => h("option", {value: p.name}, p.name)));
+    fields.plugin.append(...options(plugins.map((p) => p.name)));
     fields.plugin.value = state.plugin;
   }).catch(() => {});
   get("/agents").then(({agents}) => owners.append(...agents.map((a) => h("option", {value: a.name})))).catch(() => {});
@@ -134,12 +133,6 @@ function taskRow(t) {
     h("td.opt", null, h("time")), h("td", null, h("time")));
 }
 
-/** A Created task past its time waits for an agent, not for a time: say which. */
-export function waitingFor(t) {
-  if (t.status !== "Created" || !t.next_run_at || Date.parse(t.next_run_at) > now() - 3000) return null;
-  return ["Anyone", "ALL"].includes(t.owner) ? "waiting for an agent" : `waiting for ${t.owner}`;
-}
-
 function updateRow(tr, t) {
   const c = tr.cells;
   setBadge(c[0].firstChild, t.status);
@@ -147,13 +140,12 @@ function updateRow(tr, t) {
   setText(c[2], t.owner);
   setText(c[3], t.type === "Adhoc" ? "Adhoc" : `${t.type} · ${t.type === "Interval" ? t.interval + " s" : t.interval}`);
   setText(c[4], t.executor || "");
-  const recurring = t.type !== "Adhoc" && !["cancelled", "Done"].includes(t.status);
   const waiting = waitingFor(t);
   if (waiting) {
     setText(c[5].firstChild, waiting);
     setAttr(c[5].firstChild, "title", "Due " + t.next_run_at);
   } else {
-    timeCell(c[5].firstChild, recurring || t.status === "Created" ? t.next_run_at : null);
+    timeCell(c[5].firstChild, showsNextRun(t) ? t.next_run_at : null);
   }
   timeCell(c[6].firstChild, t.created_at);
 }
