@@ -33,7 +33,7 @@ def _int(low=None, high=None):
 def _float(low=0.0, high=float("inf")):
     def parse(text):
         value = float(str(text).strip())
-        if value != value or value < low or value >= high or value == float("inf"):
+        if value != value or value < low or value >= high:
             raise ValueError
         return value
 
@@ -178,8 +178,7 @@ AGENT_SETTINGS = COMMON_SETTINGS + [
 class Config:
     """Resolved settings of one role, read as attributes (``config.SERVER_PORT``)."""
 
-    def __init__(self, settings, values):
-        self._settings = {s.name: s for s in settings}
+    def __init__(self, values):
         self.__dict__.update(values)
 
     def path(self, value):
@@ -224,7 +223,7 @@ def load(settings, file_values=None, environ=None, flags=None):
             if layer and layer.get(key) is not None:
                 raw, source = layer[key], label
         values[s.name] = raw if source is None else _parse(s, raw, source)
-    return Config(settings, values)
+    return Config(values)
 
 
 def _parse(setting, raw, source):

@@ -1,5 +1,7 @@
 """Names shared by server, agent and API (the guide's constants)."""
 
+MAX_RESULT = 1 << 20  # bytes of JSON a run's return value may take (agent and server)
+
 
 class TaskStatus:
     CREATED = "Created"

@@ -14,6 +14,7 @@ import urllib.parse
 from octopus import config as settings
 from octopus.agent.client import ServerClient
 from octopus.config import ConfigError
+from octopus.constants import TaskStatus
 
 OK, FAILED, REFUSED, UNREACHABLE, AUTH = 0, 1, 2, 3, 4
 EXIT_CODES = """exit codes:
@@ -22,8 +23,6 @@ EXIT_CODES = """exit codes:
   2  bad usage, or the server refused the request (400, 404, 405, 409, 413)
   3  the server is unreachable, timed out or failed (5xx)
   4  no admin token, or the server refused it (401, 403)"""
-FINAL = ("success", "failed", "Done", "cancelled", "completed")
-COMMANDS = ("tasks", "agents", "plugins")
 
 
 class CtlError(Exception):
@@ -268,7 +267,7 @@ def tasks_create(client, args):
 def wait_final(client, task, seconds):
     """Hold GET /tasks/{id}?wait= (60 s at most each) until final or ``seconds`` pass."""
     deadline = time.monotonic() + seconds
-    while task["status"] not in FINAL:
+    while task["status"] not in TaskStatus.FINAL:
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -284,7 +283,7 @@ def outcome(task):
     if status == "success" or (status == "Done" and not (
             isinstance(result, dict) and result.get("total", 0) != result.get("success", 0))):
         return OK
-    if status not in FINAL:
+    if status not in TaskStatus.FINAL:
         sys.stderr.write("octopus: task %s is still %s\n" % (task["id"], status))
     else:
         sys.stderr.write("octopus: task %s ended %s\n" % (task["id"], status))

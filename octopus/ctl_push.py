@@ -8,8 +8,8 @@ import os
 import urllib.parse
 
 from octopus.ctl import REFUSED, CtlError, print_json
+from octopus.plugins import MAX_PLUGIN_BYTES as MAX_SOURCE  # the server's limit
 
-MAX_SOURCE = 1024 * 1024  # the server's body limit
 
 
 def push(client, args):

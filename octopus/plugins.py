@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 
-from octopus.names import valid_name  # noqa: F401 (part of this module's interface)
+from octopus.names import valid_name
 
 log = logging.getLogger("octopus.plugins")
 
@@ -203,14 +203,10 @@ class Registry:
                 f.flush()
                 os.fsync(f.fileno())
             with self._lock:  # one upload at a time replaces the file and reloads
-                created = self.get_loaded(name) is None
+                created = name not in self._plugins
                 os.replace(tmp, plugin.path)
                 self._reload(self._clock())
                 return self._plugins.get(name), created
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-
-    def get_loaded(self, name):
-        """The plugin as last loaded, without looking at the folders."""
-        return self._plugins.get(name)

@@ -6,12 +6,8 @@ changes: a time that does not exist that day runs at the first minute after
 the gap, and a time that happens twice runs once.  Time zones come from the
 host's database, or from the bundled ``tzdata`` package where it has none.
 """
+import zoneinfo
 from datetime import datetime, timezone
-
-try:
-    import zoneinfo
-except ImportError:  # pragma: no cover - Python 3.9+ always has it
-    zoneinfo = None
 
 MAX_INTERVAL = 10 ** 8  # seconds (about three years)
 
@@ -66,12 +62,3 @@ def next_fire(kind, interval, tz, anchor, after):
     if kind == "Interval":
         return next_interval(int(interval), anchor, after)
     return next_cron(interval, after, tz)
-
-
-def upcoming(expr, after, count, tz=None):
-    """The next ``count`` fire times of a cron, for previews."""
-    times = []
-    for _ in range(count):
-        after = next_cron(expr, after, tz)
-        times.append(after)
-    return times

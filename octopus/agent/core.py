@@ -58,9 +58,8 @@ class Agent:
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._cond = threading.Condition()
-        self._running = {}    # run id -> task id
-        self._leases = {}     # run id -> the lease it was handed out with
+        self._lock = threading.Lock()  # guards the run bookkeeping below
+        self._running = {}    # run id -> the lease it was handed out with
         self._deadlines = {}  # run id -> (monotonic deadline, timeout) of runs that have one
         self._timed_out = set()
         self._cancelled = set()    # runs we stopped on a cancel: reported as cancelled
@@ -92,7 +91,7 @@ class Agent:
         """Ask for as many runs as there are free slots; start them."""
         # Asked even when full (capacity 0): the held request is also how the
         # server says "stop this run".
-        with self._cond:
+        with self._lock:
             free = max(0, self.config.CONCURRENCY - len(self._running))
             stopping = sorted(self._stopping)
             running = sorted(self._running) if not free else []
@@ -108,7 +107,7 @@ class Agent:
         return reply
 
     def _cancel(self, run_id):
-        with self._cond:
+        with self._lock:
             # Listed as stopping until settled, held here or not, so the server
             # does not ask again (it answers at once while there is a cancel).
             self._stopping[run_id] = None
@@ -122,7 +121,7 @@ class Agent:
 
     def report(self, client):
         """Send finished results; returns how many the server settled (acked or refused)."""
-        with self._cond:
+        with self._lock:
             batch = _batch(self._pending)
         return self._send(client, batch) if batch else 0
 
@@ -166,12 +165,12 @@ class Agent:
                   "duration": item.get("duration"), "result": {"error": {
                       "type": "ReportRefused", "traceback": "",
                       "message": "the server refused this run's result: %s" % error.message}}}
-        with self._cond:
+        with self._lock:
             self._pending = [mended if r is item else r for r in self._pending]
         return self._send(client, [mended])
 
     def _settled(self, ids):
-        with self._cond:
+        with self._lock:
             self._pending = [r for r in self._pending if r["id"] not in ids]
             for run_id in ids:
                 self._stopping.pop(run_id, None)
@@ -182,9 +181,8 @@ class Agent:
     def _start(self, run):
         log.info("Task assignment received: task %s run %d (%s.%s)", run["task_id"], run["id"],
                  run["plugin"], run["action"])
-        with self._cond:
-            self._running[run["id"]] = run["task_id"]
-            self._leases[run["id"]] = run.get("lease")
+        with self._lock:
+            self._running[run["id"]] = run.get("lease")
         if self._stop.is_set():  # handed out as we stop: say so rather than drop it
             self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
                            "result": {"error": {"type": "AgentStopped", "traceback": "",
@@ -193,7 +191,7 @@ class Agent:
         try:
             path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
             if run.get("timeout"):
-                with self._cond:
+                with self._lock:
                     self._deadlines[run["id"]] = (time.monotonic() + run["timeout"],
                                                   run["timeout"])
             self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
@@ -206,7 +204,7 @@ class Agent:
 
     def _on_done(self, msg):
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
-        with self._cond:
+        with self._lock:
             _, timeout = self._deadlines.pop(msg["id"], (None, None))
             stopped = msg["status"] != "success"  # a run that got to succeed keeps its result
             cancelled = msg["id"] in self._cancelled
@@ -222,11 +220,13 @@ class Agent:
                 result["result"] = {"error": {"type": "Timeout", "traceback": "", "message":
                                               "the run took longer than its timeout of %gs "
                                               "and was stopped" % timeout}}
+            result["lease"] = self._running.get(msg["id"])
+        # On disk before anything can lose it, and outside the lock (a file
+        # write); the run stays listed as running (held) until it is pending.
+        self._outbox.add(result)
+        with self._lock:
             self._running.pop(msg["id"], None)
-            result["lease"] = self._leases.pop(msg["id"], None)
-            self._outbox.add(result)  # before anything else can lose it
             self._pending.append(result)
-            self._cond.notify_all()
         log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
         # Report from this thread when no report is in flight: one thread hop
         # less on every run.  Anything else (and everything while reports are
@@ -245,7 +245,7 @@ class Agent:
 
     def _held(self):
         """Run ids this agent still answers for: running, or finished and not yet acked."""
-        with self._cond:
+        with self._lock:
             return sorted(set(self._running) | {r["id"] for r in self._pending})
 
     def _address(self):
@@ -278,7 +278,7 @@ class Agent:
 
     def watch_timeouts(self, now):
         """Stop runs past their deadline (SIGTERM, SIGKILL after a grace)."""
-        with self._cond:
+        with self._lock:
             expired = [i for i, (deadline, _) in self._deadlines.items()
                        if now >= deadline and i not in self._timed_out]
             self._timed_out.update(expired)
@@ -350,8 +350,6 @@ class Agent:
     def stop(self, timeout=5.0):
         """Stop asking for work, stop running runs, send what can be sent."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
         self._runner.close()
         client = self._client(timeout=timeout)
         try:

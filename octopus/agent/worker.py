@@ -15,8 +15,7 @@ import time
 import traceback
 import types
 
-
-MAX_RESULT = 1 << 20  # bytes of JSON a run's return value may take
+from octopus.constants import MAX_RESULT
 
 
 def serve(cmd_fd, result_fd, workdir, max_runs, codes):

@@ -4,7 +4,7 @@ import time
 
 import falcon
 
-from octopus.constants import RunStatus
+from octopus.constants import MAX_RESULT, RunStatus
 from octopus.server.auth import AGENT
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
@@ -17,7 +17,6 @@ log = logging.getLogger("octopus.server")
 MAX_RESULTS = 1000
 MAX_CAPACITY = 1024
 MAX_ID = 2 ** 63 - 1        # SQLite's largest integer
-MAX_RESULT = 1 << 20        # bytes of JSON one run's result may take
 MAX_OUTPUT = 2 << 20        # characters of output kept per run (agents cut at MAX_OUTPUT)
 RESULTS_MAX_BODY = 12 << 20  # a batch of results with their output
 
