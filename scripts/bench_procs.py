@@ -27,7 +27,7 @@ def w1(opts):
             c.start_server()
             time.sleep(0.5)
             server_idle = rss_mb(c.server.pid)
-            c.start_agent("w1")  # as scripts/latency.py: default CONCURRENCY (CPU count)
+            c.start_agent("w1")  # default CONCURRENCY (CPU count)
             api = c.api()
             samples = []
             for i in range(warmup + n):
@@ -147,7 +147,10 @@ def w3(opts):
                 t0 = time.perf_counter()
                 status, task = api.call("POST", "/tasks", dict(NOOP, owner="ALL"))
                 assert status == 201, task
-                while task["status"] not in ("Done", "success", "failed"):
+                deadline = time.monotonic() + 60
+                while task["status"] not in ("Done", "success", "failed", "cancelled"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("ALL task not done in 60 s: %s" % task["status"])
                     _, task = api.call("GET", "/tasks/%s?wait=10&executions=0" % task["id"])
                 elapsed = (time.perf_counter() - t0) * 1000
                 assert task["result"]["total"] == agents, task["result"]

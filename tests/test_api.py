@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN
+from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, wait_for
 
 ECHO = {"plugin": "echo", "action": "echo"}
 MAX_BODY = 1024 * 1024
@@ -610,10 +610,7 @@ def test_waiting_agent_is_woken_by_a_new_task(api, clock):
         "POST", "/agent/work", {"client": "a", "wait": 20}, token=AGENT_TOKEN)))
     started = time.monotonic()
     poller.start()
-    deadline = time.monotonic() + 10
-    while api.dispatcher.waiting() != 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert api.dispatcher.waiting() == 1
+    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the ask held")
     task = create(api)
     poller.join(15)
     assert time.monotonic() - started < 5  # woken, not timed out after 20 s
@@ -655,10 +652,8 @@ def test_get_task_wait_returns_when_the_task_is_final(api):
         api.call("GET", "/tasks/" + task["id"], query_string="wait=30")))
     started = time.monotonic()
     getter.start()
-    deadline = time.monotonic() + 10
-    while not api.dispatcher.watchers(task["id"]) and time.monotonic() < deadline:
-        time.sleep(0.01)  # until the request is held, so the report must wake it
-    assert api.dispatcher.watchers(task["id"]) == 1
+    # until the request is held, so the report must wake it
+    wait_for(lambda: api.dispatcher.watchers(task["id"]) == 1, 10, what="the GET held")
     report(api, "a", run["id"], result={"ok": True})
     getter.join(35)
     assert time.monotonic() - started < 5
@@ -1200,9 +1195,7 @@ def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
         "POST", "/agent/work", {"client": "a", "instance": "old", "wait": 20}, token=AGENT_TOKEN)))
     started = time.monotonic()
     old.start()
-    deadline = time.monotonic() + 10
-    while api.dispatcher.waiting() != 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the old process's ask held")
     assert api.heartbeat("a", instance="new").status_code == 200
     old.join(15)
     assert time.monotonic() - started < 5  # released, not held for 20 s

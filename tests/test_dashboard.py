@@ -35,21 +35,23 @@ EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded wi
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("dashboard"))
-    c.start_server()
-    c.start_agent(AGENT)
-    api = c.api()
-    # Some history for the overview and the lists (and the screenshots).
-    for args in (["hello"], [1, 2]):
-        c.run_task(api, {"plugin": "echo", "action": "echo", "args": args})
-    c.run_task(api, {"plugin": "echo", "action": "fail", "args": ["disk full"]})
-    api.call("POST", "/tasks", {"plugin": "system", "action": "info", "owner": "ALL",
-                                "type": "Interval", "interval": 600})
-    api.call("POST", "/tasks", {"plugin": "shell", "action": "run", "args": ["date"],
-                                "type": "Scheduled", "interval": "30 9 * * MON-FRI",
-                                "timezone": "Europe/Paris"})
-    api.close()
-    yield c
-    c.stop()
+    try:
+        c.start_server()
+        c.start_agent(AGENT)
+        api = c.api()
+        # Some history for the overview and the lists (and the screenshots).
+        for args in (["hello"], [1, 2]):
+            c.run_task(api, {"plugin": "echo", "action": "echo", "args": args})
+        c.run_task(api, {"plugin": "echo", "action": "fail", "args": ["disk full"]})
+        api.call("POST", "/tasks", {"plugin": "system", "action": "info", "owner": "ALL",
+                                    "type": "Interval", "interval": 600})
+        api.call("POST", "/tasks", {"plugin": "shell", "action": "run", "args": ["date"],
+                                    "type": "Scheduled", "interval": "30 9 * * MON-FRI",
+                                    "timezone": "Europe/Paris"})
+        api.close()
+        yield c
+    finally:  # a failed setup must not leave the server running
+        c.stop()
 
 
 @pytest.fixture(scope="module")

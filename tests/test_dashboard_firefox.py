@@ -28,14 +28,16 @@ AGENT = "ff-agent"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("dashboard-firefox"))
-    c.start_server()
-    c.start_agent(AGENT)
-    api = c.api()
-    c.run_task(api, {"plugin": "echo", "action": "echo", "args": ["hello"]})
-    c.run_task(api, {"plugin": "echo", "action": "fail", "args": ["disk full"]})
-    api.close()
-    yield c
-    c.stop()
+    try:
+        c.start_server()
+        c.start_agent(AGENT)
+        api = c.api()
+        c.run_task(api, {"plugin": "echo", "action": "echo", "args": ["hello"]})
+        c.run_task(api, {"plugin": "echo", "action": "fail", "args": ["disk full"]})
+        api.close()
+        yield c
+    finally:  # a failed setup must not leave the server running
+        c.stop()
 
 
 @pytest.fixture(scope="module")

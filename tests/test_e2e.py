@@ -190,7 +190,9 @@ def _online(api, name):
 def test_agent_waits_for_a_server_that_starts_later(cluster):
     cluster.port = free_port()
     cluster.start_agent("early", wait=False)
-    time.sleep(0)  # the agent is already retrying; no timing is assumed here
+    log = cluster.root / "agent-early" / "logs" / "client.log"
+    wait_for(lambda: log.exists() and "Heartbeat failed" in log.read_text(), 20,
+             what="the agent retrying while no server is up")
     cluster.start_server()
     cluster.wait_online("early")
     api = cluster.api()

@@ -115,7 +115,15 @@ def test_a_server_that_never_answers_times_out(stub, monkeypatch):
 
 def test_not_an_octopus_reply_exits_1(stub, monkeypatch):
     monkeypatch.setattr(Stub, "reply", (200, b"<html>hello</html>"))
-    assert check(stub[1])[0] == 1
+    code, out = check(stub[1])
+    assert code == 1 and "UNREACHABLE" in out
+
+
+def test_each_count_is_read_from_its_own_field(stub, monkeypatch):
+    monkeypatch.setattr(Stub, "reply", (200, b'{"status": "ok", "database": "ok", "pending": 2, '
+                                             b'"active": 1, "running": 3, "agents_online": 4}'))
+    assert check(stub[1]) == (0, "octopus %s: ok, database ok, 2 pending, 1 active, 3 running, "
+                                 "4 agent(s) online" % stub[1])
 
 
 def test_bad_usage_exits_64():

@@ -53,9 +53,7 @@ def test_bad_cron_and_zone_are_refused():
     for expr in ("* * * *", "61 * * * *", "0 0 31 2 *", "x", "* * * * * *"):
         with pytest.raises(schedule.ScheduleError):
             schedule.check_cron(expr)
-    for name in ("Mars/Olympus", "../etc/passwd", "/etc/localtime", "", "x" * 100):
-        if name == "":
-            continue
+    for name in ("Mars/Olympus", "../etc/passwd", "/etc/localtime", "x" * 100):
         with pytest.raises(schedule.ScheduleError):
             schedule.zone(name)
 
@@ -204,7 +202,6 @@ def test_the_scheduler_reads_due_tasks_through_the_index(store):
 # -- retries --------------------------------------------------------------------
 
 def test_failed_runs_are_retried_with_backoff_then_the_task_fails(store, clock):
-    store = store
     store.retry_max_delay = 25
     scheduler, _ = make(store, clock)
     store.heartbeat("a", {"concurrency": 1})
@@ -251,6 +248,13 @@ def test_a_success_is_not_retried_and_a_cancel_stops_retries(store, clock):
     cancelled, agents = store.cancel_task(task["id"])
     assert cancelled["status"] == "cancelled" and agents == set()
     assert [r["status"] for r in runs(store, task["id"])] == ["failed", "cancelled"]
+    ok, _ = store.create_task(dict(BASE, max_retries=5, retry_delay=0))
+    [run] = store.claim_runs("a", 1)
+    finish(store, "a", run, "success")
+    clock.advance(60)
+    store.heartbeat("a", {"concurrency": 1})
+    assert store.claim_runs("a", 1) == []
+    assert [r["status"] for r in runs(store, ok["id"])] == ["success"]
 
 
 # -- cancel ---------------------------------------------------------------------
@@ -382,13 +386,14 @@ def test_blocked_queued_runs_do_not_hide_claimable_ones(store, clock):
         clock.advance(10)
         store.heartbeat("a", {"concurrency": 40})
         scheduler.release_due(clock())  # 27 runs queued behind the three running ones
+    queued = sum(r["status"] == "queued" for t in blocked for r in runs(store, t["id"]))
+    assert queued == 27  # nine slots behind each of the three running runs
     retry, _ = store.create_task(dict(BASE, max_retries=1, retry_delay=0))
     store.heartbeat("b", {"concurrency": 1})
     [run] = store.claim_runs("b", 1)
     finish(store, "b", run, "failed")
     [again] = store.claim_runs("b", 1)
     assert again["task_id"] == retry["id"] and again["attempt"] == 2
-    assert blocked
 
 
 def test_changing_a_window_does_not_fire_a_slot_again(store, clock):

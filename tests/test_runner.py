@@ -68,6 +68,18 @@ def mutate():
 def probe():
     return {"cwd": os.getcwd(), "leak": os.environ.get("OCTOPUS_TEST_LEAK"),
             "counter": len(COUNTER), "pid": os.getpid()}
+
+
+def rendezvous(folder, n):
+    # Succeeds only if n runs are going at once: each waits for all the others.
+    import time
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 10
+    while len(os.listdir(folder)) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("alone: runs are not parallel")
+        time.sleep(0.01)
+    return n
 '''
 
 
@@ -143,14 +155,16 @@ def test_kill_escalates_to_sigkill_after_the_grace(runner, tmp_path):
     assert 0.5 <= time.monotonic() - started < 5
 
 
-def test_runs_go_on_in_parallel(runner):
+def test_runs_go_on_in_parallel(runner, tmp_path):
+    folder = tmp_path / "met"
+    folder.mkdir()
     for i in range(10, 20):
-        runner.submit(i, runner.plugin, "echo", [i], {})
+        runner.submit(i, runner.plugin, "rendezvous", [str(folder), 10], {})
     results = {}
     for _ in range(10):
         msg = runner.done.get(timeout=20)
-        results[msg["id"]] = msg["result"]["args"]
-    assert results == {i: [i] for i in range(10, 20)}
+        results[msg["id"]] = (msg["status"], msg["result"])
+    assert results == {i: ("success", 10) for i in range(10, 20)}
 
 
 def _alive(pid):
