@@ -4,7 +4,6 @@ Standard library only, so they run wherever an agent runs.  Every failure is
 one line on stderr and an exit code scripts can tell apart (EXIT_CODES).
 Tables are for people; ``--json`` prints the API's JSON as it came.
 """
-import http.client
 import json
 import os
 import sys
@@ -12,7 +11,7 @@ import time
 import urllib.parse
 
 from octopus import config as settings
-from octopus.agent.client import ServerClient
+from octopus.agent.client import ServerClient, ServerError, Unreachable
 from octopus.config import ConfigError
 from octopus.constants import TaskStatus
 
@@ -36,50 +35,28 @@ class CtlError(Exception):
 # -- talking to the server ------------------------------------------------------
 
 class Client(ServerClient):
-    """The agent's client, sending any body and keeping the error's field."""
+    """The agent's client, its failures turned into one-line CtlErrors."""
 
     def __init__(self, url, token, timeout):
         super().__init__(url, token, timeout)
         self.url = url
-        self.last_status = None
+        self.request_timeout = timeout
 
     def send(self, method, path, data=None, content_type="application/json", timeout=None):
         """One request; the decoded JSON reply (None when empty), or CtlError."""
-        headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = content_type
-        timeout = self._timeout if timeout is None else timeout
-        for attempt in (1, 2):
-            # A kept-alive connection the server has closed fails at once: one
-            # more try on a fresh one, never for a request sent on a fresh one.
-            reused = self._conn is not None and self._conn.sock is not None
-            try:
-                conn = self._connection(timeout)
-                conn.request(method, self._base + path, body=data, headers=headers)
-                response = conn.getresponse()
-                status, payload = response.status, response.read()
-                break
-            except (http.client.HTTPException, OSError) as e:
-                self.close()
-                if not reused or attempt == 2:
-                    raise CtlError("cannot reach the server at %s: %s"
-                                   % (self.url, e or type(e).__name__), UNREACHABLE)
-        self.last_status = status
-        if status >= 400:
-            raise _refusal(status, payload)
         try:
-            return json.loads(payload) if payload else None
+            return self.request(method, path, timeout=timeout, data=data,
+                                content_type=content_type)
+        except Unreachable as e:
+            raise CtlError("cannot reach the server at %s: %s" % (self.url, e), UNREACHABLE)
+        except ServerError as e:
+            raise _refusal(e.status, e.message, e.field)
         except ValueError:
             raise CtlError("%s did not answer JSON on %s %s: is it an Octopus server?"
                            % (self.url, method, path), UNREACHABLE)
 
 
-def _refusal(status, payload):
-    try:
-        error = json.loads(payload)["error"]
-        message, field = error["message"], error.get("field")
-    except (ValueError, KeyError, TypeError):
-        message, field = payload[:200].decode("utf-8", "replace").strip(), None
+def _refusal(status, message, field):
     where = " (field %s)" % field if field else ""
     if status in (401, 403):
         return CtlError("the server refused the token (%d %s): set OCTOPUS_ADMIN_TOKEN to the "
@@ -273,7 +250,7 @@ def wait_final(client, task, seconds):
             break
         step = min(60.0, left)
         task = client.send("GET", _task_path(task["id"], "?wait=%.3f" % step),
-                           timeout=step + client._timeout)
+                           timeout=step + client.request_timeout)
     return task
 
 

@@ -11,10 +11,11 @@ import urllib.parse
 class ServerError(Exception):
     """The server answered with an error status."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, field=None):
         super().__init__("%d %s" % (status, message))
         self.status = status
         self.message = message
+        self.field = field  # the request field the server names, if any
 
 
 class Unreachable(Exception):
@@ -31,6 +32,7 @@ class ServerClient:
         self._token = token
         self._timeout = timeout
         self._conn = None
+        self.last_status = None
 
     def _connection(self, timeout):
         if self._conn is None:
@@ -47,17 +49,21 @@ class ServerClient:
             self._conn.close()
             self._conn = None
 
-    def request(self, method, path, body=None, timeout=None, raw=False):
-        """Send one request; returns decoded JSON (or bytes and headers if ``raw``)."""
+    def request(self, method, path, body=None, timeout=None, raw=False, data=None,
+                content_type="application/json"):
+        """Send one request with JSON ``body`` (or bytes ``data``); returns the
+        decoded JSON reply (or bytes and headers if ``raw``).  The reply's
+        status stays in ``last_status``."""
         headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json"}
-        data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
+        if data is not None:
+            headers["Content-Type"] = content_type
         timeout = self._timeout if timeout is None else timeout
-        # A kept-alive connection may have been closed by the server since the
-        # last use; retry once on a fresh one before calling it unreachable.
         for attempt in (1, 2):
+            # A kept-alive connection the server has closed since its last use
+            # fails at once: one more try on a fresh one, never after a timeout.
+            reused = self._conn is not None and self._conn.sock is not None
             conn = self._connection(timeout)
             try:
                 conn.request(method, self._base + path, body=data, headers=headers)
@@ -66,18 +72,21 @@ class ServerClient:
                 break
             except (http.client.HTTPException, OSError, socket.timeout) as e:
                 self.close()
-                if attempt == 2 or isinstance(e, (socket.timeout, ConnectionRefusedError)):
+                if attempt == 2 or not reused or isinstance(e, socket.timeout):
                     raise Unreachable("%s %s: %s" % (method, path, e or type(e).__name__))
+        self.last_status = response.status
         if response.status >= 400:
-            raise ServerError(response.status, _error_message(payload))
+            raise ServerError(response.status, *_error_of(payload))
         if raw:
             return payload, response.headers
         return json.loads(payload) if payload else None
 
 
-def _error_message(payload):
+def _error_of(payload):
+    """The ``(message, field)`` of an error reply (its text, if it is not ours)."""
     try:
-        return json.loads(payload)["error"]["message"]
+        error = json.loads(payload)["error"]
+        return error["message"], error.get("field")
     except (ValueError, KeyError, TypeError):
-        return payload[:200].decode("utf-8", "replace")
+        return " ".join(payload[:200].decode("utf-8", "replace").split()), None
 
