@@ -67,9 +67,7 @@ def main(argv):
 
 def _load(args, table):
     flags = {FLAG_SETTINGS[k]: v for k, v in vars(args).items() if k in FLAG_SETTINGS and v is not None}
-    config_file = args.config or os.environ.get(settings.ENV_PREFIX + "CONFIG")
-    file_values = settings.read_file(config_file) if config_file else None
-    return settings.load(table, file_values, os.environ, flags)
+    return settings.layered(table, args.config, flags)[0]
 
 
 def _run(args):
@@ -125,10 +123,7 @@ def _start_agent(config, server, args):
     if server is not None:
         token = server.agent_token
         if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):
-            host = server.config.SERVER_HOST
-            host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-            config.SERVER_URL = "http://%s:%d" % ("[%s]" % host if ":" in host else host,
-                                                  server.port)
+            config.SERVER_URL = settings.local_url(server.config.SERVER_HOST, server.port)
     else:
         token = config.AGENT_TOKEN or _read_token(config.path("agent.token"))
     if not token:

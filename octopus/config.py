@@ -226,6 +226,21 @@ def load(settings, file_values=None, environ=None, flags=None):
     return Config(values)
 
 
+def layered(settings, config_file=None, flags=None):
+    """``settings`` resolved as a process of this host would: defaults < the
+    config file (``config_file``, else $OCTOPUS_CONFIG) < OCTOPUS_* < ``flags``.
+    Returns ``(config, file_values)``."""
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+    file_values = read_file(path) if path else {}
+    return load(settings, file_values, os.environ, flags), file_values
+
+
+def local_url(host, port):
+    """The URL a process on this host reaches a server listening on ``host`` with."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return "http://%s:%d" % ("[%s]" % host if ":" in host else host, port)
+
+
 def _parse(setting, raw, source):
     try:
         return setting.parse(raw)

@@ -72,18 +72,14 @@ def _refusal(status, message, field):
 def _local_config(args):
     """The server's settings as the server would read them on this host."""
     flags = {"DATA_DIR": args.data_dir} if args.data_dir else None
-    config_file = args.config or os.environ.get(settings.ENV_PREFIX + "CONFIG")
-    file_values = settings.read_file(config_file) if config_file else {}
-    return settings.load(settings.SERVER_SETTINGS, file_values, os.environ, flags), file_values
+    return settings.layered(settings.SERVER_SETTINGS, args.config, flags)
 
 
 def server_url(args, config, file_values):
     url = args.server_url or os.environ.get("OCTOPUS_SERVER_URL") or file_values.get("SERVER_URL")
     if url:
         return url.rstrip("/")
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(
-        config.SERVER_HOST, config.SERVER_HOST)
-    return "http://%s:%d" % ("[%s]" % host if ":" in host else host, config.SERVER_PORT)
+    return settings.local_url(config.SERVER_HOST, config.SERVER_PORT)
 
 
 def admin_token(args, config):

@@ -62,9 +62,8 @@ def main(argv):
 
 
 def database_path(args):
-    from octopus.cli import _load  # the server's own layering of file, env and flags
-
-    config = _load(args, settings.SERVER_SETTINGS)
+    flags = {"DATA_DIR": args.data_dir} if args.data_dir else None
+    config = settings.layered(settings.SERVER_SETTINGS, args.config, flags)[0]
     return config.path(config.DB_FILE or "octopus.db")
 
 
