@@ -194,15 +194,13 @@ def check(path):
     return 0
 
 
-def _file_sizes(path):
-    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-
 def vacuum(path):
     """VACUUM and truncate the WAL, as the server's maintenance does; prints the sizes."""
     apsw = _apsw()
+    from octopus.store.maintenance import file_sizes  # after the check: it needs apsw
+
     conn = open_existing(path)
-    before, started = _file_sizes(path), time.monotonic()
+    before, started = file_sizes(path), time.monotonic()
     try:
         # On disk, not in memory: the temporary copy is as large as the database.
         conn.execute("PRAGMA temp_store = FILE")
@@ -213,6 +211,6 @@ def vacuum(path):
     finally:
         conn.close()
     print("Vacuumed %s: %d bytes before, %d after, %.2fs%s" % (
-        path, before, _file_sizes(path), time.monotonic() - started,
+        path, before, file_sizes(path), time.monotonic() - started,
         "" if not busy else " (WAL not truncated: readers held it)"))
     return 0

@@ -116,6 +116,7 @@ class Registry:
         self._lock = threading.Lock()
         self._plugins = {}
         self._stamp = None
+        self._digest = None
         self._recheck = recheck
         self._clock = clock
         self._checked_at = None
@@ -153,6 +154,9 @@ class Registry:
         if stamp != self._stamp:
             self._plugins = self._load(stamp)
             self._stamp = stamp
+            # Asked on every heartbeat: worked out once per change.
+            self._digest = sha256("".join("%s:%s;" % (n, self._plugins[n].sha256)
+                                          for n in sorted(self._plugins)).encode())
 
     def _load(self, stamp):
         found = {}
@@ -176,8 +180,8 @@ class Registry:
 
     def digest(self):
         """One checksum over every plugin; agents resync when it changes."""
-        plugins = self.plugins()
-        return sha256("".join("%s:%s;" % (n, plugins[n].sha256) for n in sorted(plugins)).encode())
+        self.plugins()
+        return self._digest
 
     def get(self, name):
         return self.plugins().get(name) if valid_name(name) else None

@@ -4,7 +4,6 @@ Counters and histograms live in this process (they restart at zero with it,
 which Prometheus expects); gauges are read from the store when scraped.
 """
 import bisect
-import os
 import threading
 import time
 
@@ -124,7 +123,7 @@ class MetricsResource:
         out += _family("octopus_agents_waiting", "gauge", "Agents holding a long-poll for work.")
         out += ["octopus_agents_waiting %d" % self._dispatcher.waiting()]
         out += _family("octopus_database_bytes", "gauge", "Size of the database and its WAL.")
-        out += ["octopus_database_bytes %d" % _size(self._store.path)]
+        out += ["octopus_database_bytes %d" % self._store.file_sizes()]
         out += self._metrics.lines()
         resp.content_type = CONTENT_TYPE
         resp.text = "\n".join(out) + "\n"
@@ -138,12 +137,3 @@ def _labels(labels):
     return ",".join('%s="%s"' % (k, str(v).replace("\\", "\\\\").replace('"', '\\"')
                                   .replace("\n", "\\n")) for k, v in labels.items())
 
-
-def _size(path):
-    total = 0
-    for suffix in ("", "-wal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except OSError:
-            pass
-    return total

@@ -34,6 +34,17 @@ KEEP_PER_KIND = 200  # five kinds: about 1000 rows; a weekly VACUUM keeps years 
 RUN_COLUMNS = "id, kind, started_at, finished_at, duration, detail, error"
 
 
+def file_sizes(path):
+    """Bytes of the database file at ``path`` plus its WAL."""
+    total = 0
+    for name in (path, path + "-wal"):
+        try:
+            total += os.path.getsize(name)
+        except OSError:
+            pass
+    return total
+
+
 class MaintenanceQueries:
     def delete_old_runs(self, cutoff, batch):
         """Delete up to ``batch`` finished runs last changed before ``cutoff``."""
@@ -104,14 +115,7 @@ class MaintenanceQueries:
         return {}
 
     def file_sizes(self):
-        """Bytes of the database file plus its WAL."""
-        total = 0
-        for path in (self.path, self.path + "-wal"):
-            try:
-                total += os.path.getsize(path)
-            except OSError:
-                pass
-        return total
+        return file_sizes(self.path)
 
     def record_maintenance(self, kind, started_at, finished_at, duration, detail, error=None):
         """Keep one run on record, and only the last KEEP_PER_KIND of its kind."""
