@@ -3,6 +3,11 @@
 MAX_RESULT = 1 << 20  # bytes of JSON a run's return value may take (agent and server)
 
 
+def run_error(kind, message):
+    """The result of a run that failed for a reason of Octopus's, not a traceback's."""
+    return {"error": {"type": kind, "message": message, "traceback": ""}}
+
+
 class TaskStatus:
     CREATED = "Created"
     ACTIVE = "Active"

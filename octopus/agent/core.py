@@ -18,6 +18,7 @@ from octopus.agent.client import ServerClient, ServerError, Unreachable
 from octopus.agent.outbox import Outbox
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
+from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
 
@@ -162,9 +163,8 @@ class Agent:
                     item["id"], error)
         mended = {"id": item["id"], "lease": item.get("lease"), "status": "failed",
                   "output": None, "mended": True,
-                  "duration": item.get("duration"), "result": {"error": {
-                      "type": "ReportRefused", "traceback": "",
-                      "message": "the server refused this run's result: %s" % error.message}}}
+                  "duration": item.get("duration"), "result": run_error(
+                      "ReportRefused", "the server refused this run's result: %s" % error.message)}
         with self._lock:
             self._pending = [mended if r is item else r for r in self._pending]
         return self._send(client, [mended])
@@ -184,9 +184,7 @@ class Agent:
         with self._lock:
             self._running[run["id"]] = run.get("lease")
         if self._stop.is_set():  # handed out as we stop: say so rather than drop it
-            self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
-                           "result": {"error": {"type": "AgentStopped", "traceback": "",
-                                                "message": "the agent was stopping"}}})
+            self._on_done(_failed(run["id"], "AgentStopped", "the agent was stopping"))
             return
         try:
             path = self._plugins.ensure(run["plugin"], run.get("plugin_sha256"))
@@ -198,9 +196,7 @@ class Agent:
         except Exception as e:  # the plugin could not be had (or stored): this run fails
             if not isinstance(e, (PluginError, ServerError, Unreachable)):
                 log.exception("Run %d could not be started", run["id"])
-            self._on_done({"id": run["id"], "status": "failed", "output": "", "duration": 0.0,
-                           "result": {"error": {"type": "PluginUnavailable", "message": str(e),
-                                                "traceback": ""}}})
+            self._on_done(_failed(run["id"], "PluginUnavailable", str(e)))
 
     def _on_done(self, msg):
         result = {k: msg.get(k) for k in ("id", "status", "result", "output", "duration")}
@@ -213,13 +209,11 @@ class Agent:
             self._timed_out.discard(msg["id"])
             if cancelled and stopped:
                 result["status"] = "cancelled"
-                result["result"] = {"error": {"type": "Cancelled", "traceback": "",
-                                              "message": "cancelled by an operator"}}
+                result["result"] = run_error("Cancelled", "cancelled by an operator")
             elif timed_out and stopped:
                 result["status"] = "timeout"
-                result["result"] = {"error": {"type": "Timeout", "traceback": "", "message":
-                                              "the run took longer than its timeout of %gs "
-                                              "and was stopped" % timeout}}
+                result["result"] = run_error("Timeout", "the run took longer than its timeout "
+                                             "of %gs and was stopped" % timeout)
             result["lease"] = self._running.get(msg["id"])
         # On disk before anything can lose it, and outside the lock (a file
         # write); the run stays listed as running (held) until it is pending.
@@ -364,6 +358,11 @@ class Agent:
         except Exception as e:
             _log_failure("Saying goodbye", e)
         log.info("Agent %s stopped", self.name)
+
+
+def _failed(run_id, kind, message):
+    return {"id": run_id, "status": "failed", "output": "", "duration": 0.0,
+            "result": run_error(kind, message)}
 
 
 def _batch(pending):

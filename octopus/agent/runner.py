@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from octopus.constants import run_error
+
 log = logging.getLogger("octopus.agent")
 
 # The folder that holds the octopus package: a checkout, site-packages, or the
@@ -129,4 +131,4 @@ class Runner:
 
 def _failure(run_id, kind, message):
     return {"op": "done", "id": run_id, "status": "failed", "output": "", "duration": 0.0,
-            "result": {"error": {"type": kind, "message": message, "traceback": ""}}}
+            "result": run_error(kind, message)}

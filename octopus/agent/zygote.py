@@ -19,6 +19,7 @@ import sys
 import time
 
 from octopus.agent import worker as worker_code
+from octopus.constants import run_error
 
 KILL_GRACE = 5.0
 STOP_GRACE = 2.0   # seconds runs get to end on SIGTERM when the agent stops
@@ -199,9 +200,8 @@ class Zygote:
                 done = _done(worker.run_id, outcome["status"], outcome["result"],
                              outcome["output"], outcome["duration"])
             except (ValueError, KeyError, TypeError):  # garbled: do not trust this worker again
-                done = _done(worker.run_id, "failed", {"error": {
-                    "type": "BadWorkerReply", "traceback": "",
-                    "message": "the run's process wrote an unreadable result"}}, "", 0.0)
+                done = _done(worker.run_id, "failed", run_error(
+                    "BadWorkerReply", "the run's process wrote an unreadable result"), "", 0.0)
                 worker.runs_left = 0
                 _signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
@@ -233,7 +233,7 @@ class Zygote:
             if worker.run_id is not None:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
-                                 {"error": _exit_error(status, worker.stopping)}, "", duration))
+                                 _exit_error(status, worker.stopping), "", duration))
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -273,9 +273,8 @@ class Zygote:
         if not self._closing:
             self._closing = True
             for run_id, started in going:
-                self._send(_done(run_id, "failed", {"error": {
-                    "type": "AgentStopped", "traceback": "",
-                    "message": "the agent stopped while this run was going"}}, "",
+                self._send(_done(run_id, "failed", run_error(
+                    "AgentStopped", "the agent stopped while this run was going"), "",
                     time.monotonic() - started))
         return 0
 
@@ -284,10 +283,10 @@ def _exit_error(status, stopped):
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         how = "stopped" if stopped else "killed"
-        return {"type": "ProcessKilled", "message": "run process %s by signal %d (%s)"
-                % (how, sig, signal.Signals(sig).name), "traceback": ""}
-    return {"type": "ProcessExited", "message": "run process exited with code %d before "
-            "reporting a result" % os.WEXITSTATUS(status), "traceback": ""}
+        return run_error("ProcessKilled", "run process %s by signal %d (%s)"
+                         % (how, sig, signal.Signals(sig).name))
+    return run_error("ProcessExited", "run process exited with code %d before reporting a "
+                     "result" % os.WEXITSTATUS(status))
 
 
 def _done(run_id, status, result, output, duration):

@@ -4,7 +4,7 @@ import time
 
 import falcon
 
-from octopus.constants import MAX_RESULT, RunStatus
+from octopus.constants import MAX_RESULT, RunStatus, run_error
 from octopus.server.auth import AGENT
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
@@ -251,8 +251,7 @@ def _result(item):
     elif len(dumps(result)) > MAX_RESULT:
         problem = "the result is larger than %d bytes of JSON" % MAX_RESULT
     if problem:
-        status, result = RunStatus.FAILED, {"error": {"type": "BadReport", "traceback": "",
-                                                      "message": "the agent's report: " + problem}}
+        status, result = RunStatus.FAILED, run_error("BadReport", "the agent's report: " + problem)
     output = item.get("output")
     if not isinstance(output, str):
         output = None

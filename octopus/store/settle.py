@@ -6,18 +6,18 @@ Each try is its own executions row with an ``attempt`` number.  A retry is a
 (attempt - 1)``, capped by RETRY_MAX_DELAY); an Anyone retry may go to any
 agent, a Specific one waits for its agent, an ALL one goes to the same agent.
 """
-from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType, run_error
 from octopus.store.db import dumps, loads
 from octopus.store.tasks import ConflictError
 from octopus.timeutil import iso
 
 RETRYABLE = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.LOST)
-CANCEL_NOTE = {"error": {"type": "Cancelled", "traceback": "", "message": "cancelled by an operator"}}
+CANCEL_NOTE = run_error("Cancelled", "cancelled by an operator")
 
 
 def lost_note(agent):
-    return {"error": {"type": "AgentLost", "traceback": "", "message":
-                      "agent %s went away, or no longer had this run, before reporting it" % agent}}
+    return run_error("AgentLost", "agent %s went away, or no longer had this run, before "
+                     "reporting it" % agent)
 
 
 class SettleQueries:
