@@ -3,6 +3,7 @@
 Standard library only, so they run wherever an agent runs.  Every failure is
 one line on stderr and an exit code scripts can tell apart (EXIT_CODES).
 Tables are for people; ``--json`` prints the API's JSON as it came.
+Many tasks at once (``create --file``, ``cancel|delete ID...``): ctl_bulk.py.
 """
 import json
 import os
@@ -19,7 +20,8 @@ OK, FAILED, REFUSED, UNREACHABLE, AUTH = 0, 1, 2, 3, 4
 EXIT_CODES = """exit codes:
   0  done
   1  the task did not succeed (tasks create --wait: failed, cancelled, or not final in time)
-  2  bad usage, or the server refused the request (400, 404, 405, 409, 413)
+  2  bad usage, or the server refused the request (400, 404, 405, 409, 413);
+     with --file or many IDs: a task was refused (the error says how many were done)
   3  the server is unreachable, timed out or failed (5xx)
   4  no admin token, or the server refused it (401, 403)"""
 
@@ -27,9 +29,12 @@ EXIT_CODES = """exit codes:
 class CtlError(Exception):
     """A failure reported as one line, with its exit code."""
 
-    def __init__(self, message, code=REFUSED):
+    def __init__(self, message, code=REFUSED, status=None, field=None, reason=None):
         super().__init__(message)
         self.code = code
+        # The server's own words, for callers that restate them (bulk create
+        # renumbers "tasks[3].plugin" to the task's index in the whole file).
+        self.status, self.field, self.reason = status, field, reason
 
 
 # -- talking to the server ------------------------------------------------------
@@ -50,7 +55,9 @@ class Client(ServerClient):
         except Unreachable as e:
             raise CtlError("cannot reach the server at %s: %s" % (self.url, e), UNREACHABLE)
         except ServerError as e:
-            raise _refusal(e.status, e.message, e.field)
+            error = _refusal(e.status, e.message, e.field)
+            error.status, error.field, error.reason = e.status, e.field, e.message
+            raise error
         except ValueError:
             raise CtlError("%s did not answer JSON on %s %s: is it an Octopus server?"
                            % (self.url, method, path), UNREACHABLE)
@@ -219,6 +226,10 @@ CREATE_FIELDS = (("owner", "owner"), ("type", "type"), ("interval", "interval"),
 
 
 def tasks_create(client, args):
+    if args.file is not None:
+        return _bulk().create(client, _file_only(args))
+    if args.plugin is None or args.action is None:
+        raise CtlError("tasks create needs PLUGIN ACTION, or --file FILE with many tasks")
     body = {"plugin": args.plugin, "action": args.action}
     if args.args is not None:
         body["args"] = _json_arg(args.args, "--args", list)
@@ -227,14 +238,13 @@ def tasks_create(client, args):
     body.update({field: getattr(args, attr) for attr, field in CREATE_FIELDS
                  if getattr(args, attr) is not None})
     task = client.send("POST", "/tasks", json.dumps(body).encode())
-    if args.wait is None:
-        return print_json(task) if args.json else print_task(task)
-    task = wait_final(client, task, args.wait)
+    if args.wait is not None:
+        task = wait_final(client, task, args.wait)
     if args.json:
         print_json(task)
-    else:
+    elif not args.quiet:
         print_task(task)
-    return outcome(task)
+    return None if args.wait is None else outcome(task)
 
 
 def wait_final(client, task, seconds):
@@ -263,20 +273,52 @@ def outcome(task):
     return FAILED
 
 
+def _bulk():
+    from octopus import ctl_bulk  # imports this module: loaded when first used
+
+    return ctl_bulk
+
+
+def _file_only(args):
+    """--file brings every field; a flag beside it would be silently ignored, so refuse it."""
+    if args.plugin is not None:
+        raise CtlError("give PLUGIN ACTION or --file, not both: the file names each task's own")
+    flags = [attr for attr, _ in CREATE_FIELDS + (("args", 0), ("kwargs", 0), ("wait", 0))
+             if getattr(args, attr) is not None]
+    if flags:
+        raise CtlError("--%s does not apply with --file: put the field in each task"
+                       % flags[0].replace("_", "-"))
+    return args
+
+
+def _one_id(args):
+    """The single ID of a plain ``tasks cancel ID`` (its reply as before), else None."""
+    return args.id[0] if len(args.id) == 1 and args.id[0] != "-" else None
+
+
 def tasks_cancel(client, args):
-    task = client.send("POST", _task_path(args.id, "/cancel"))
+    task_id = _one_id(args)
+    if task_id is None:
+        return _bulk().cancel(client, args)
+    task = client.send("POST", _task_path(task_id, "/cancel"))
     if args.json:
         return print_json(task)
+    if args.quiet:
+        return
     print("Task %s cancelled (status now %s%s)" % (
         task["id"], task["status"],
         ": its runs are being stopped" if task["status"] == "Active" else ""))
 
 
 def tasks_delete(client, args):
-    client.send("DELETE", _task_path(args.id))
+    task_id = _one_id(args)
+    if task_id is None:
+        return _bulk().delete(client, args)
+    client.send("DELETE", _task_path(task_id))
     if args.json:
-        return print_json({"deleted": args.id})
-    print("Task %s deleted" % args.id)
+        return print_json({"deleted": task_id})
+    if not args.quiet:
+        print("Task %s deleted" % task_id)
 
 
 def agents(client, args):

@@ -2,6 +2,7 @@
 import argparse
 
 from octopus import ctl
+from octopus.ctl_bulk import MAX_TASKS
 
 WHERE = """server and token, first found wins:
   --server-url, $OCTOPUS_SERVER_URL, SERVER_URL in --config, else
@@ -47,17 +48,37 @@ def _tasks(sub, common):
     ls.add_argument("--search", metavar="TEXT", help="text in id, plugin, action, owner, args...")
     ls.add_argument("--limit", type=int, metavar="N", help="at most N tasks (1-1000, default 100)")
     ls.add_argument("--offset", type=int, metavar="N", help="skip the first N")
-    for verb, run, help in (("show", ctl.tasks_show, "one task with its runs"),
-                            ("cancel", ctl.tasks_cancel, "stop a task's runs; it ends cancelled"),
-                            ("delete", ctl.tasks_delete, "delete a task and its runs")):
-        _command(verbs, verb, run, help, common).add_argument("id", metavar="ID", help="task id")
+    _command(verbs, "show", ctl.tasks_show, "one task with its runs", common).add_argument(
+        "id", metavar="ID", help="task id")
+    for verb, run, help in (("cancel", ctl.tasks_cancel, "stop tasks' runs; they end cancelled"),
+                            ("delete", ctl.tasks_delete, "delete tasks and their runs")):
+        p = _command(verbs, verb, run, help, common)
+        p.add_argument("id", metavar="ID", nargs="+",
+                       help="task ids; - reads more from stdin. With more than one, a refused "
+                            "task (404, 409) is one line on stderr and the rest go on; exit 2 "
+                            "if any was refused")
+        _progress_flags(p)
     _create(verbs, common)
 
 
+def _progress_flags(p):
+    p.add_argument("--progress", action="store_true",
+                   help="show progress on stderr even when it is not a terminal "
+                        "(on a terminal it shows unless --quiet)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress and nothing on stdout; errors still go to stderr")
+
+
 def _create(verbs, common):
-    c = _command(verbs, "create", ctl.tasks_create, "create a task (see docs/API.md)", common)
-    c.add_argument("plugin", metavar="PLUGIN")
-    c.add_argument("action", metavar="ACTION")
+    c = _command(verbs, "create", ctl.tasks_create,
+                 "create a task (see docs/API.md), or many with --file", common)
+    c.add_argument("plugin", metavar="PLUGIN", nargs="?")
+    c.add_argument("action", metavar="ACTION", nargs="?")
+    c.add_argument("--file", metavar="FILE",
+                   help="create every task in FILE (- for stdin) instead of PLUGIN ACTION: a "
+                        "JSON array of task objects, or one object a line; sent %d a request, "
+                        "each request all or none" % MAX_TASKS)
+    _progress_flags(c)
     c.add_argument("--args", metavar="JSON", help="positional arguments, a JSON array")
     c.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
     c.add_argument("--owner", help="Anyone (default), ALL or an agent's name")

@@ -5,6 +5,8 @@ from --config, OCTOPUS_* and --data-dir), never create one, and fail with
 one line.  Backup and check are safe beside a running server: WAL lets them
 read one consistent snapshot while the server keeps writing.  Vacuum holds
 the write lock while it runs, as the server's own weekly VACUUM does.
+Progress (pages copied; start and end of check and vacuum) goes to stderr
+on a terminal or with --progress, never to stdout (ctl_progress.py).
 """
 import argparse
 import os
@@ -14,6 +16,7 @@ import time
 
 from octopus import config as settings
 from octopus.config import ConfigError
+from octopus.ctl_progress import Progress, percent, wanted
 
 STEP_PAGES = 1024  # pages copied per backup step (4 MiB at the default page size)
 BUSY_TIMEOUT_MS = 10000
@@ -40,6 +43,11 @@ def parser():
         command.add_argument("--data-dir", help="folder holding octopus.db (DATA_DIR)")
         command.add_argument("--config", help="file of NAME = value lines "
                                               "(default: $OCTOPUS_CONFIG)")
+        command.add_argument("--progress", action="store_true",
+                             help="progress on stderr (pages copied; start and end with the "
+                                  "time taken) even when it is not a terminal")
+        command.add_argument("--quiet", action="store_true",
+                             help="no progress, and no summary line on stdout")
     return p
 
 
@@ -49,16 +57,27 @@ def main(argv):
         parser().print_usage(sys.stderr)
         sys.stderr.write("octopus.pyz db: say backup FILE, check or vacuum\n")
         return 2
+    progress = Progress(wanted(args))
     try:
         path = database_path(args)
         if args.command == "backup":
-            return backup(path, args.file, args.force, max(1, args.step_pages))
-        if args.command == "vacuum":
-            return vacuum(path)
-        return check(path)
+            return backup(path, args.file, args.force, max(1, args.step_pages), progress,
+                          args.quiet)
+        return timed(vacuum if args.command == "vacuum" else check, path, progress, args.quiet)
     except (ConfigError, DbError) as e:
+        progress.close()
         sys.stderr.write("octopus db: %s\n" % e)
         return 2
+
+
+def timed(command, path, progress, quiet):
+    """``command(path)`` between a start and an end line: SQLite gives no steps to count."""
+    progress.update("%s of %s started" % (command.__name__, path))
+    started = time.monotonic()
+    code = command(path, quiet)
+    progress.done("%s of %s finished in %.2fs" % (command.__name__, path,
+                                                 time.monotonic() - started))
+    return code
 
 
 def database_path(args):
@@ -98,7 +117,7 @@ def open_existing(path):
     return conn
 
 
-def backup(path, target, force=False, step_pages=STEP_PAGES):
+def backup(path, target, force=False, step_pages=STEP_PAGES, progress=None, quiet=False):
     """Copy the database at ``path`` to ``target`` through a temporary file."""
     apsw = _apsw()
     target = os.path.abspath(target)
@@ -116,7 +135,7 @@ def backup(path, target, force=False, step_pages=STEP_PAGES):
         raise DbError("cannot write in %s: %s" % (os.path.dirname(target), e.strerror or e))
     os.close(fd)
     try:
-        pages, steps = _copy(apsw, source, partial, step_pages)
+        pages, steps = _copy(apsw, source, partial, step_pages, progress or Progress(False))
         if os.path.exists(target) and not force:  # appeared while we copied
             raise DbError("%s exists; pass --force to replace it" % target)
         os.replace(partial, target)
@@ -127,12 +146,17 @@ def backup(path, target, force=False, step_pages=STEP_PAGES):
         source.close()
         if os.path.exists(partial):
             os.remove(partial)
-    print("Backed up %s to %s: %d bytes, %d pages in %d steps, %.2fs"
-          % (path, target, os.path.getsize(target), pages, steps, time.monotonic() - started))
+    _say(quiet, "Backed up %s to %s: %d bytes, %d pages in %d steps, %.2fs"
+         % (path, target, os.path.getsize(target), pages, steps, time.monotonic() - started))
     return 0
 
 
-def _copy(apsw, source, partial, step_pages):
+def _say(quiet, summary):
+    if not quiet:
+        print(summary)
+
+
+def _copy(apsw, source, partial, step_pages, progress):
     """Copy in steps from one read snapshot of ``source``; returns (pages, steps).
 
     The backup API restarts from the first page whenever another connection
@@ -150,7 +174,9 @@ def _copy(apsw, source, partial, step_pages):
                 while not copy.done:
                     copy.step(step_pages)
                     steps += 1
-                pages = copy.page_count
+                    pages = copy.page_count
+                    progress.update("copied " + percent(pages - copy.remaining, pages, "pages"))
+                progress.done()
         finally:
             dest.close()
     finally:
@@ -166,7 +192,7 @@ def _sync_dir(folder):
         os.close(fd)
 
 
-def check(path):
+def check(path, quiet=False):
     """integrity_check and foreign_key_check: 0 when both pass, else 1."""
     apsw = _apsw()
     conn = open_existing(path)
@@ -184,17 +210,17 @@ def check(path):
         raise DbError("cannot check %s: %s" % (path, e))
     finally:
         conn.close()
-    for problem in problems:
+    for problem in problems:  # shown even with --quiet: they are the result
         print(problem)
     if problems:
-        print("%s: %d problem(s) found" % (path, len(problems)))
+        _say(quiet, "%s: %d problem(s) found" % (path, len(problems)))
         return 1
-    print("%s: ok (schema version %d; %s)" % (path, version, ", ".join(
+    _say(quiet, "%s: ok (schema version %d; %s)" % (path, version, ", ".join(
         "%d %s" % (n, table) for table, n in counts.items())))
     return 0
 
 
-def vacuum(path):
+def vacuum(path, quiet=False):
     """VACUUM and truncate the WAL, as the server's maintenance does; prints the sizes."""
     apsw = _apsw()
     from octopus.store.maintenance import file_sizes  # after the check: it needs apsw
@@ -210,7 +236,7 @@ def vacuum(path):
         raise DbError("vacuum of %s failed: %s" % (path, e))  # SQLite rolled it back
     finally:
         conn.close()
-    print("Vacuumed %s: %d bytes before, %d after, %.2fs%s" % (
+    _say(quiet, "Vacuumed %s: %d bytes before, %d after, %.2fs%s" % (
         path, before, file_sizes(path), time.monotonic() - started,
         "" if not busy else " (WAL not truncated: readers held it)"))
     return 0
