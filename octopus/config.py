@@ -172,6 +172,10 @@ AGENT_SETTINGS = COMMON_SETTINGS + [
     Setting("RUNS_PER_WORKER", 100, _int(1, 1000000),
             "Runs a worker process does before it is replaced; 1 gives every run a fresh process."),
     Setting("LOG_FILE", "logs/client.log", _text, "Agent log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
+    Setting("LOCAL_API_PORT", 0, _int(0, 65535),
+            "Port of the agent's local API on 127.0.0.1 (its runs: list, cancel, run an action now); 0: off."),
+    Setting("LOCAL_API_TOKEN", "", _text,
+            "Bearer token of the local API; empty means generated into DATA_DIR/local-api.token."),
 ]
 
 
@@ -262,6 +266,31 @@ def help_table(settings):
         rows.append("| `%s%s` | %s | %s |" % (ENV_PREFIX, s.name, "`%s`" % default if default
                                               else "(empty)", s.help))
     return "\n".join(rows)
+
+
+def load_or_create_token(value, path):
+    """The configured token, else the one in ``path``, else a new one written there
+    (mode 0600).  Returns ``(token, created_path_or_None)``.
+
+    Here rather than with the server: the agent generates its local API token too.
+    """
+    if value:
+        return value, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+        if token:
+            return token, None
+    except FileNotFoundError:
+        pass
+    import secrets  # only when a token is made: this module is imported by every process
+
+    token = secrets.token_urlsafe(32)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token, path
 
 
 def ensure_data_dir(config):

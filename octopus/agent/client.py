@@ -4,8 +4,11 @@ Not thread-safe: each agent thread keeps its own.
 """
 import http.client
 import json
+import random
 import socket
 import urllib.parse
+
+BACKOFF_CAP = 30.0
 
 
 class ServerError(Exception):
@@ -90,3 +93,18 @@ def _error_of(payload):
     except (ValueError, KeyError, TypeError):
         return " ".join(payload[:200].decode("utf-8", "replace").split()), None
 
+
+class Backoff:
+    """Exponential backoff with full jitter: spreads reconnecting agents out."""
+
+    def __init__(self, base=0.5, cap=BACKOFF_CAP, rand=random.random):
+        self._base, self._cap, self._rand = base, cap, rand
+        self._failures = 0
+
+    def next_delay(self):
+        delay = min(self._cap, self._base * (2 ** self._failures)) * (0.5 + self._rand() / 2)
+        self._failures = min(self._failures + 1, 16)
+        return delay
+
+    def reset(self):
+        self._failures = 0

@@ -6,7 +6,6 @@ method (``heartbeat``, ``poll``, ``report``, ``watch_timeouts``) tests can call.
 import json
 import logging
 import os
-import random
 import socket
 import sys
 import threading
@@ -14,7 +13,7 @@ import time
 import urllib.parse
 
 from octopus import __version__
-from octopus.agent.client import ServerClient, ServerError, Unreachable
+from octopus.agent.client import Backoff, ServerClient, ServerError, Unreachable
 from octopus.agent.outbox import Outbox
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
@@ -27,23 +26,6 @@ REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
 KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
-BACKOFF_CAP = 30.0
-
-
-class Backoff:
-    """Exponential backoff with full jitter: spreads reconnecting agents out."""
-
-    def __init__(self, base=0.5, cap=BACKOFF_CAP, rand=random.random):
-        self._base, self._cap, self._rand = base, cap, rand
-        self._failures = 0
-
-    def next_delay(self):
-        delay = min(self._cap, self._base * (2 ** self._failures)) * (0.5 + self._rand() / 2)
-        self._failures = min(self._failures + 1, 16)
-        return delay
-
-    def reset(self):
-        self._failures = 0
 
 
 class Agent:
@@ -72,6 +54,7 @@ class Agent:
         self._digest = None
         self._threads = []
         self._instance = os.urandom(16).hex()  # tells the server this process from a former one
+        self._local_api = None  # when LOCAL_API_PORT is set
 
     def _client(self, timeout=30.0):
         return ServerClient(self.config.SERVER_URL, self._token, timeout)
@@ -107,18 +90,26 @@ class Agent:
             self._start(run)
         return reply
 
-    def _cancel(self, run_id):
+    def _cancel(self, run_id, held_only=False):
+        """Stop a run, reported as cancelled; True if this agent holds it."""
         with self._lock:
+            if held_only and run_id not in self._running:
+                return False
             # Listed as stopping until settled, held here or not, so the server
             # does not ask again (it answers at once while there is a cancel).
             self._stopping[run_id] = None
             while len(self._stopping) > MAX_STOPPING:
                 del self._stopping[next(iter(self._stopping))]
             if run_id not in self._running or run_id in self._cancelled:
-                return
+                return run_id in self._running
             self._cancelled.add(run_id)
         log.info("Run %d cancelled: stopping it", run_id)
         self._runner.kill(run_id, KILL_GRACE)
+        return True
+
+    def cancel_run(self, run_id):
+        """The local API's cancel: as the server's, for a run this agent holds."""
+        return self._cancel(run_id, held_only=True)
 
     def report(self, client):
         """Send finished results; returns how many the server settled (acked or refused)."""
@@ -183,6 +174,8 @@ class Agent:
                  run["plugin"], run["action"])
         with self._lock:
             self._running[run["id"]] = run.get("lease")
+        if self._local_api is not None:
+            self._local_api.started(run)
         if self._stop.is_set():  # handed out as we stop: say so rather than drop it
             self._on_done(_failed(run["id"], "AgentStopped", "the agent was stopping"))
             return
@@ -221,6 +214,8 @@ class Agent:
         with self._lock:
             self._running.pop(msg["id"], None)
             self._pending.append(result)
+        if self._local_api is not None:
+            self._local_api.finished(result)
         log.info("Run %d finished: %s in %.3fs", msg["id"], msg["status"], msg["duration"] or 0)
         # Report from this thread when no report is in flight: one thread hop
         # less on every run.  Anything else (and everything while reports are
@@ -241,6 +236,12 @@ class Agent:
         """Run ids this agent still answers for: running, or finished and not yet acked."""
         with self._lock:
             return sorted(set(self._running) | {r["id"] for r in self._pending})
+
+    def held_runs(self):
+        """For the local API: ``(ids running, ids being stopped, ids not yet reported)``."""
+        with self._lock:
+            return (set(self._running), self._cancelled | self._timed_out | set(self._stopping),
+                    {r["id"] for r in self._pending})
 
     def _address(self):
         """The local address this host reaches the server from (no packet is sent)."""
@@ -331,6 +332,10 @@ class Agent:
 
     def start(self):
         os.makedirs(self.config.path("agent"), exist_ok=True)
+        if self.config.LOCAL_API_PORT:  # first: a port in use stops start-up before anything runs
+            from octopus.agent import localapi  # http.server: imported only when it is on
+
+            self._local_api = localapi.start(self, self._client)
         if self._pending:
             log.info("Outbox: %d result(s) from before the restart to report", len(self._pending))
             self._report_later.set()
@@ -344,6 +349,8 @@ class Agent:
     def stop(self, timeout=5.0):
         """Stop asking for work, stop running runs, send what can be sent."""
         self._stop.set()
+        if self._local_api is not None:
+            self._local_api.close()
         self._runner.close()
         client = self._client(timeout=timeout)
         try:

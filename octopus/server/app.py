@@ -35,6 +35,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
                                                      counted))
     app.add_route("/metrics", metrics.MetricsResource(counted, store, dispatcher))
     app.add_route("/agent/results", agents.ResultsResource(store, dispatcher))
+    app.add_route("/agent/tasks", tasks.AgentTasksResource(config, store, registry, dispatcher))
     app.add_route("/plugins", system.PluginsResource(registry))
     app.add_route("/plugins/{name}", system.PluginSourceResource(registry))
     app.add_route("/", system.DashboardResource(static_dir))

@@ -5,11 +5,10 @@ data dir.  They are compared in constant time and never logged.
 """
 import hmac
 import logging
-import os
-import secrets
 
 import falcon
 
+from octopus import config
 from octopus.server.errors import ApiError
 
 log = logging.getLogger("octopus.server")
@@ -19,27 +18,8 @@ AGENT = "agent"
 METRICS = "metrics"  # the admin token, or METRICS_TOKEN when set
 PUBLIC = "public"
 
-
-def load_or_create_token(value, path):
-    """The configured token, else the one in ``path``, else a new one written there.
-
-    Returns ``(token, created_path_or_None)``.
-    """
-    if value:
-        return value, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-        if token:
-            return token, None
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
-    return token, path
+# In config now (the agent makes its local API token the same way); run.py takes it from here.
+load_or_create_token = config.load_or_create_token
 
 
 class AuthMiddleware:

@@ -1,10 +1,11 @@
-"""Routes for operators: /tasks, /tasks/{id}, /executions."""
+"""Routes for operators: /tasks, /tasks/{id}, /executions; and /agent/tasks."""
 import logging
 
 import falcon
 
-from octopus.constants import TaskOwnership, TaskStatus
+from octopus.constants import TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
+from octopus.server.auth import AGENT
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, MAX_PAGE, ConflictError
@@ -30,16 +31,7 @@ class TasksResource:
             raise bad_request("a list of tasks must hold 1 to %d tasks" % MAX_BULK, "tasks")
         fields = [self._validate(item, i if many else None)
                   for i, item in enumerate(body if many else [body])]
-        tasks, agents = self._store.create_tasks(fields, delay=self._config.TASK_ASSIGNMENT_DELAY,
-                                                 candidates=self._dispatcher.waiting_names())
-        for task in tasks:
-            log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"],
-                     task["action"], task["owner"])
-        self._dispatcher.wake(agents)
-        waiting = sum(t["status"] == TaskStatus.CREATED and t["owner"] == TaskOwnership.ANYONE
-                      for t in tasks)
-        if waiting:
-            self._dispatcher.wake_late_askers(waiting, agents)
+        tasks = create(self._config, self._store, self._dispatcher, fields)
         resp.status = falcon.HTTP_201
         if many:
             resp.media = {"tasks": tasks}
@@ -70,6 +62,66 @@ class TasksResource:
         resp.media = {"tasks": tasks, "total": total, "limit": limit, "offset": offset}
 
 
+def create(config, store, dispatcher, fields):
+    """Store validated tasks and wake the agents that may take them; returns the tasks."""
+    tasks, agents = store.create_tasks(fields, delay=config.TASK_ASSIGNMENT_DELAY,
+                                       candidates=dispatcher.waiting_names())
+    for task in tasks:
+        log.info("Task %s created: %s.%s owner=%s", task["id"], task["plugin"],
+                 task["action"], task["owner"])
+    dispatcher.wake(agents)
+    waiting = sum(t["status"] == TaskStatus.CREATED and t["owner"] == TaskOwnership.ANYONE
+                  for t in tasks)
+    if waiting:
+        dispatcher.wake_late_askers(waiting, agents)
+    return tasks
+
+
+def wait_final(store, dispatcher, task_id, wait, runs=MAX_PAGE):
+    """The task once it is final, or after ``wait`` seconds; None if it is gone."""
+    event = dispatcher.watch_task(task_id)
+    try:
+        task = store.get_task(task_id, with_executions=True, runs=runs)
+        if task is not None and task["status"] not in TaskStatus.FINAL:
+            event.wait(wait)
+            task = store.get_task(task_id, with_executions=True, runs=runs)
+        return task
+    finally:
+        dispatcher.unwatch_task(task_id, event)
+
+
+class AgentTasksResource:
+    """``POST /agent/tasks``: an agent creates an Adhoc task for itself alone.
+
+    With the shared agent token the server cannot tell agents apart, so it
+    trusts ``client``; what it enforces is that the task goes to that client.
+    """
+
+    auth = AGENT
+
+    def __init__(self, config, store, registry, dispatcher):
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+
+    def on_post(self, req, resp):
+        validate.only_params(req, ("wait",))
+        wait = validate.float_param(req, "wait", 0, 0, MAX_WAIT)
+        body = read_json(req)
+        name = validate.agent_name(body.pop("client", None))
+        if body.setdefault("owner", name) != name:
+            raise ApiError(falcon.HTTP_403, "an agent may create tasks only for itself: owner "
+                           "must be %s" % name, "owner")
+        if body.get("type", TaskType.ADHOC) != TaskType.ADHOC:
+            raise bad_request("an agent may create only Adhoc tasks", "type")
+        [task] = create(self._config, self._store, self._dispatcher,
+                        [validate.task_fields(body, self._registry)])
+        if wait:
+            task = wait_final(self._store, self._dispatcher, task["id"], wait) or task
+        resp.status = falcon.HTTP_201
+        resp.location = "/tasks/" + task["id"]
+        resp.media = task
 
 
 class TaskResource:
@@ -86,20 +138,8 @@ class TaskResource:
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         if wait and task["status"] not in TaskStatus.FINAL:
-            task = self._wait_final(task_id, wait, runs) or task
+            task = wait_final(self._store, self._dispatcher, task_id, wait, runs) or task
         resp.media = task
-
-    def _wait_final(self, task_id, wait, runs):
-        """Hold the request until the task is final or ``wait`` seconds pass."""
-        event = self._dispatcher.watch_task(task_id)
-        try:
-            task = self._store.get_task(task_id, with_executions=True, runs=runs)
-            if task is not None and task["status"] not in TaskStatus.FINAL:
-                event.wait(wait)
-                task = self._store.get_task(task_id, with_executions=True, runs=runs)
-            return task
-        finally:
-            self._dispatcher.unwatch_task(task_id, event)
 
     def on_put(self, req, resp, task_id):
         body = read_json(req)
