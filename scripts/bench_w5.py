@@ -48,6 +48,10 @@ def _calls(api):
         ("GET /tasks?offset=5000", "/tasks?limit=50&offset=5000"),
         ("GET /tasks?q=job-42", "/tasks?q=job-42&limit=50"),
         ("GET /tasks?q=<no match>", "/tasks?q=zzzz-nothing&limit=50"),
+        # Thousands of matches: the page comes from walking the newest tasks.
+        ("GET /tasks?q=echo (58% of tasks)", "/tasks?q=echo&limit=50"),
+        # Shorter than a trigram: no index, every task is read (as before 0009).
+        ("GET /tasks?q=jo (2 characters)", "/tasks?q=jo&limit=50"),
         ("GET /tasks/{id}?executions=50", "/tasks/%s?executions=50" % task_id),
         ("GET /tasks/{recurring id}?executions=50", "/tasks/%s?executions=50" % busy_id),
         ("GET /executions?limit=50", "/executions?limit=50"),

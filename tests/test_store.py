@@ -7,7 +7,7 @@ import pytest
 from octopus.store import Store
 from octopus.store.migrate import latest_version
 from octopus.store.tasks import ConflictError
-from octopus.timeutil import iso
+from octopus.timeutil import iso, parse_iso
 
 ECHO = {"plugin": "echo", "action": "echo", "args": [1], "kwargs": {"k": "v"},
         "owner": "Anyone", "type": "Adhoc"}
@@ -314,3 +314,233 @@ def test_after_commit_actions_run_only_when_the_transaction_commits(store):
         store._db.after_commit(lambda: ran.append("committed"))
         assert ran == []  # not before the commit
     assert ran == ["committed"]
+
+
+# -- text search (FTS5 trigram index) and task counts (migration 0009) --------
+
+SEARCH_TERMS = ("job-42", "JOB-4", "echo", "ECHO", "anyone", "Ünï", "ünï", "ÉTÉ", "50%", "a_b",
+                "a\\b", 'say "hi"', "[7,", "xyz-nothing", "zz", "a", "%", "_", "agent-b",
+                "k\": \"v")
+VARIED = [
+    task(args=["job-42", 7], kwargs={"path": "a\\b"}),
+    task(args=["JOB-420"], owner="agent-b"),
+    task(plugin="shell", action="run", args=["Ünïcode été", "ÜNIX"], kwargs={"pct": "50%"}),
+    task(args=['say "hi"', "a_b"], owner="ALL"),
+    task(args=["axb", "a-b"], kwargs={"k": "v"}),
+    task(args=[], kwargs={}, owner="agent-bb"),
+]
+
+
+def _brute_search(store, text):
+    """What GET /tasks?q= means: ASCII-case-insensitive substring of a searched column."""
+    from octopus.store.tasks import ASCII_LOWER, SEARCHED
+
+    raw = apsw.Connection(store.path)
+    try:
+        found = set()
+        for row in raw.execute("SELECT %s FROM tasks" % ", ".join(SEARCHED)):
+            if any(v is not None and text.translate(ASCII_LOWER) in v.translate(ASCII_LOWER)
+                   for v in row):
+                found.add(row[0])
+        return found
+    finally:
+        raw.close()
+
+
+def _assert_search_matches_brute_force(store, terms=SEARCH_TERMS, filters=None):
+    for text in terms:
+        tasks, total = store.list_tasks(filters, limit=1000, text=text)
+        expected = _brute_search(store, text)
+        if filters:
+            expected &= {t["id"] for t in store.list_tasks(filters, limit=1000)[0]}
+        assert {t["id"] for t in tasks} == expected, text
+        assert total == len(expected), text
+
+
+def test_text_search_finds_what_a_substring_scan_finds(store):
+    for fields in VARIED:
+        store.create_task(fields)
+    assert _brute_search(store, "job-42") and _brute_search(store, "ÜNI")  # the terms do hit
+    assert not _brute_search(store, "ünï")  # LIKE folds ASCII only: so does the search
+    _assert_search_matches_brute_force(store, SEARCH_TERMS + ("ÜNI", "été"))
+    _assert_search_matches_brute_force(store, filters={"owner": "Anyone"})
+    # Pages: newest first, and the total ignores the page.
+    everything, total = store.list_tasks(limit=1000, text="age")
+    page, page_total = store.list_tasks(limit=1, offset=1, text="age")
+    assert total == page_total == len(everything) == 2 and page == everything[1:2]
+
+
+def test_text_search_follows_changes_assignment_and_deletes(store):
+    created = [store.create_task(fields)[0] for fields in VARIED]
+    store.update_task(created[0]["id"], {"args": ["renamed-job"], "plugin": "shell"})
+    store.heartbeat("worker-x", {"concurrency": 4})
+    runs = store.claim_runs("worker-x", 10)  # sets the executor of Anyone tasks
+    assert runs and store.list_tasks(text="worker-x")[1] == len(runs)
+    store.delete_task(created[1]["id"])
+    assert store.list_tasks(text="job-42")[1] == 0 and store.list_tasks(text="renamed")[1] == 1
+    _assert_search_matches_brute_force(store, SEARCH_TERMS + ("worker-x", "renamed", "shell"))
+
+
+def test_text_search_picks_either_way_and_both_agree(store, clock, monkeypatch):
+    from octopus.store import tasks as module
+
+    for i in range(120):
+        store.create_task(task(args=["common", "rare" if i % 40 == 0 else "n-%d" % i]))
+        clock.advance(0.001)
+    for few_found in (0, 10 ** 6):  # with a filter: walk always, read the found always
+        monkeypatch.setattr(module, "FEW_FOUND", few_found)
+        for text in ("common", "rare", "n-1"):
+            for offset in (0, 2, 200):
+                got, total = store.list_tasks({"owner": "Anyone"}, limit=5, offset=offset,
+                                              text=text)
+                want, want_total = store.list_tasks({"owner": "Anyone"}, limit=5, offset=offset,
+                                                    text=text[:2])
+                if text == "common":
+                    assert total == want_total == 120
+                    assert [t["id"] for t in got] == [t["id"] for t in want]
+                assert total == len(_brute_search(store, text))
+    # No filter: "rare" (3 of 120) reads the found, "common" walks; both newest first.
+    rare, total = store.list_tasks(limit=2, text="rare")
+    assert total == 3 and [t["args"][1] for t in rare] == ["rare", "rare"]
+    assert rare[0]["created_at"] > rare[1]["created_at"]
+    common = store.list_tasks(limit=3, text="common")[0]
+    assert [t["id"] for t in common] == [t["id"] for t in store.list_tasks(limit=3)[0]]
+
+
+def test_text_search_is_right_after_deletes_vacuum_and_renumbered_rowids(store, clock):
+    # tasks has no INTEGER PRIMARY KEY: SQLite documents that VACUUM may
+    # renumber its rowids (this build's VACUUM happens to keep them; a dump
+    # and reload does renumber), so the index must not lean on them.
+    created = []
+    for i in range(300):
+        created.append(store.create_task(task(args=["job-%d" % i]))[0]["id"])
+        clock.advance(0.001)
+    for task_id in created[:200:2] + created[:50]:  # holes for VACUUM to close
+        store.delete_task(task_id)
+    terms = ("job-1", "job-29", "job-299", "job-77", "echo", "job-2")
+    store.vacuum()
+    _assert_search_matches_brute_force(store, terms)
+    raw = apsw.Connection(store.path)
+    with raw:  # what a renumbering VACUUM would do: every task another rowid
+        raw.execute("UPDATE tasks SET rowid = -rowid")
+        raw.execute("UPDATE tasks SET rowid = 1000 - rowid")
+    raw.close()
+    _assert_search_matches_brute_force(store, terms)
+    assert store.list_tasks(text="job-299")[0][0]["id"] == created[299]
+    # The index stays right for writes after them too.
+    store.delete_task(created[299])
+    store.create_task(task(args=["after-vacuum"]))
+    store.vacuum()
+    _assert_search_matches_brute_force(store, terms + ("after-vacuum",))
+
+
+def _true_counts(store):
+    raw = apsw.Connection(store.path)
+    try:
+        return dict(raw.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
+    finally:
+        raw.close()
+
+
+def _open_runs(store):
+    raw = apsw.Connection(store.path)
+    try:
+        return raw.execute("SELECT count(*) FROM executions WHERE status IN "
+                           "('assigned', 'running')").fetchall()[0][0]
+    finally:
+        raw.close()
+
+
+def _assert_counts(store):
+    """counts() and the listings' totals (read from task_counts) against count(*)."""
+    true = _true_counts(store)
+    tasks, running = store.counts()
+    assert tasks == true and running == _open_runs(store)
+    assert store.list_tasks(limit=1)[1] == sum(true.values())
+    for status in ("Created", "Active", "success", "failed", "Done", "cancelled", "other"):
+        assert store.list_tasks({"status": status}, limit=1)[1] == true.get(status, 0), status
+    return tasks, running
+
+
+def test_task_counts_kept_by_triggers_match_a_count_of_the_table(store, clock):
+    from octopus.server.maintenance import Maintenance
+    from octopus import config as settings
+
+    assert store.counts() == ({}, 0)
+    store.heartbeat("a", {"concurrency": 3})
+    ids = [store.create_task(task(), candidates=["a"])[0]["id"] for _ in range(4)]
+    ids += [t["id"] for t in store.create_tasks([task(owner="b") for _ in range(3)])[0]]
+    ids.append(store.create_task(task(owner="ALL"), candidates=["a"])[0]["id"])
+    _assert_counts(store)
+    runs = store.claim_runs("a", 10)
+    assert len(runs) >= 3 and _assert_counts(store)[1] == len(runs)
+    store.finish_runs("a", [{"id": r["id"], "status": s}
+                            for r, s in zip(runs, ("success", "failed", "success"))])
+    store.claim_runs("b", 1)
+    store.cancel_task(ids[-2])
+    store.delete_task(ids[0])
+    store.delete_task(ids[5])
+    store.delete_task("no-such-task")
+    tasks, running = _assert_counts(store)
+    assert sum(tasks.values()) == len(ids) - 2 and running > 0
+    # Retention deletes old finished tasks with their runs.
+    clock.advance(40 * 86400)
+    config = settings.load(settings.SERVER_SETTINGS, None, {"OCTOPUS_RETENTION_DAYS": "30"}, None)
+    detail = Maintenance(config, store, clock=clock, pause=0).retention(clock.now)
+    assert detail["tasks"] >= 2
+    tasks, _ = _assert_counts(store)
+    assert 0 not in tasks.values()
+
+
+def test_migration_9_indexes_and_counts_an_existing_populated_database(tmp_path, clock):
+    from octopus.store.migrate import migrations
+
+    path = str(tmp_path / "v8.db")
+    conn = apsw.Connection(path)
+    with conn:
+        for number, sql in migrations():
+            if number <= 8:
+                conn.execute(sql.read_text(encoding="utf-8"))
+        conn.execute("PRAGMA user_version = 8")
+        for i in range(50):
+            status = ("Created", "Active", "success", "failed", "Done")[i % 5]
+            conn.execute("INSERT INTO tasks (id, plugin, action, args, status, updated_at, "
+                         "created_at) VALUES (?, 'echo', 'echo', ?, ?, ?, ?)",
+                         ("old-%02d" % i, '["Job-%d"]' % i, status, iso(clock.now + i),
+                          iso(clock.now + i)))
+    conn.close()
+    store = Store(path, clock=clock)
+    try:
+        assert store.schema_version == latest_version() >= 9
+        assert store.counts()[0] == _true_counts(store) == {
+            "Created": 10, "Active": 10, "success": 10, "failed": 10, "Done": 10}
+        _assert_search_matches_brute_force(store, ("job-1", "JOB-4", "old-0", "echo", "zzz"))
+        assert [t["id"] for t in store.list_tasks(text="job-1")[0]][:2] == ["old-19", "old-18"]
+        created, _ = store.create_task(task(args=["job-1000"]))
+        assert store.list_tasks(text="job-100")[0][0]["id"] == created["id"]
+        assert store.counts()[0]["Created"] == 11
+    finally:
+        store.close()
+
+
+def test_run_outcomes_are_bucketed_by_sqlite_as_by_their_finish_times(store, clock):
+    created, _ = store.create_task(task(owner="nobody"))
+    since, bucket = clock.now - 3600, 600.0
+    finishes = [(since + 0.0005, "success"), (since + 599.999, "failed"), (since + 600, "success"),
+                (since + 1234.5, "success"), (since + 3599.9, "lost"), (since + 3700, "failed"),
+                (since - 1, "success")]
+    raw = apsw.Connection(store.path)
+    with raw:
+        for at, status in finishes:
+            raw.execute("INSERT INTO executions (task_id, client, status, created_at, updated_at, "
+                        "finished_at) VALUES (?, 'a', ?, ?, ?, ?)",
+                        (created["id"], status, iso(at - 1), iso(at), iso(at)))
+    raw.close()
+    buckets = store.run_outcomes(since, bucket, 6)
+    expected = [{} for _ in range(6)]
+    for at, status in finishes:
+        if iso(at) >= iso(since):
+            slot = max(0, min(5, int((parse_iso(iso(at)) - since) // bucket)))
+            expected[slot][status] = expected[slot].get(status, 0) + 1
+    assert [{k: v for k, v in b.items() if k != "start"} for b in buckets] == expected
+    assert expected[0] == {"success": 1, "failed": 1} and expected[5] == {"lost": 1, "failed": 1}

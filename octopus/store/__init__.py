@@ -57,13 +57,3 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         """Raise if the database cannot be read; used by /health."""
         with self._db.read() as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
-
-    def counts(self):
-        """Tasks by status and runs not yet finished, for /health."""
-        with self._db.read() as conn:
-            tasks = {r["status"]: r["n"] for r in conn.execute(
-                "SELECT status, count(*) AS n FROM tasks GROUP BY status")}
-            running = conn.execute(
-                "SELECT count(*) AS n FROM executions WHERE status IN ('assigned', 'running')"
-            ).fetchall()[0]["n"]
-        return tasks, running

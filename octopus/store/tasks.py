@@ -1,4 +1,6 @@
 """Task rows: create, read, list, change, delete."""
+import string
+
 from octopus.constants import TaskStatus, TaskType
 from octopus.store.db import dumps, loads
 from octopus.store.recurring import first_slot, reschedule
@@ -9,6 +11,10 @@ FILTERS = ("status", "owner", "type", "executor", "plugin")
 MAX_PAGE = 1000  # rows in one page of a listing
 SEARCHED = ("id", "plugin", "action", "owner", "executor", "args", "kwargs")
 RESCHEDULE = {"type", "interval", "timezone", "execution_start_time", "execution_end_time"}
+TRIGRAM = 3  # the search index finds texts of at least this many characters
+FEW_FOUND = 4000  # with other filters, a search reads the tasks it found up to this many
+# Python's lower() folds all of Unicode; SQLite's lower() and LIKE only ASCII.
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def task_from_row(row):
@@ -17,6 +23,14 @@ def task_from_row(row):
     task["kwargs"] = loads(task["kwargs"])
     task["result"] = loads(task["result"])
     return task
+
+
+def _like_pattern(text):
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _like_clause():
+    return "(" + " OR ".join("%s LIKE ? ESCAPE '\\'" % c for c in SEARCHED) + ")"
 
 
 def _encode(fields):
@@ -92,28 +106,82 @@ class TaskQueries:
                 raise KeyError(name)
             where.append("%s = ?" % name)
             params.append(value)
-        if text:
-            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(" + " OR ".join("%s LIKE ? ESCAPE '\\'" % c for c in SEARCHED) + ")")
-            params.extend([pattern] * len(SEARCHED))
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        limit = min(limit, MAX_PAGE)
         with self._db.read() as conn:
             conn.execute("BEGIN")
             try:
-                limit = min(limit, MAX_PAGE)
-                rows = conn.execute(
-                    "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
-                    params + [limit, offset]).fetchall()
-                # A short page that is not past the end already tells the total:
-                # no second pass over the matches (a text search scans them all).
-                if len(rows) < limit and (rows or not offset):
-                    total = offset + len(rows)
+                if text and len(text) >= TRIGRAM:
+                    rows, total = self._search(conn, where, params, limit, offset, text)
+                elif text:  # too short for the index: read every task
+                    where.append(_like_clause())
+                    params.extend([_like_pattern(text)] * len(SEARCHED))
+                    rows, total = self._page(conn, where, params, limit, offset)
                 else:
-                    total = conn.execute("SELECT count(*) AS n FROM tasks" + clause,
-                                         params).fetchall()[0]["n"]
+                    rows, total = self._page(conn, where, params, limit, offset,
+                                             self._counted(conn, filters or {}))
             finally:
                 conn.execute("COMMIT")
         return [task_from_row(r) for r in rows], total
+
+    def _page(self, conn, where, params, limit, offset, total=None):
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        rows = conn.execute(
+            "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
+            params + [limit, offset]).fetchall()
+        # A short page that is not past the end already tells the total:
+        # no second pass over the matches (a text search scans them all).
+        if total is None:
+            if len(rows) < limit and (rows or not offset):
+                total = offset + len(rows)
+            else:
+                total = conn.execute("SELECT count(*) AS n FROM tasks" + clause,
+                                     params).fetchall()[0]["n"]
+        return rows, total
+
+    def _search(self, conn, where, params, limit, offset, text):
+        """A text search through the task_search index (migration 0009).
+
+        The index tells how many tasks hold the text (``found``) at once.  Few:
+        read just those.  Many: walking the tasks newest first meets a page of
+        them soon, and with no other filter ``found`` is the total.
+        """
+        phrase = '"%s"' % text.translate(ASCII_LOWER).replace('"', '""')
+        found = conn.execute("SELECT count(*) AS n FROM task_search WHERE task_search MATCH ?",
+                             (phrase,)).fetchall()[0]["n"]
+        if not found:
+            return [], 0
+        if where:
+            # Other filters: the total counts what passes them too, which the
+            # walk learns only by testing every task they keep.
+            total, few = None, found <= FEW_FOUND
+        else:
+            # Reading one found task costs about as much as testing ten while
+            # walking the table; the walk meets (offset + limit) matches after
+            # about (offset + limit) * everything / found tasks.
+            everything = self._task_total(conn)
+            total, few = found, found * 10 <= min(everything, (offset + limit) * everything / found)
+        if few:
+            where = where + ["id IN (SELECT k.task_id FROM task_search s JOIN task_search_keys k "
+                             "ON k.key = s.rowid WHERE task_search MATCH ?)"]
+            return self._page(conn, where, params + [phrase], limit, offset, total)
+        where = where + [_like_clause()]
+        params = params + [_like_pattern(text)] * len(SEARCHED)
+        return self._page(conn, where, params, limit, offset, total)
+
+    def _counted(self, conn, filters):
+        """The total of a listing task_counts already knows (all tasks, or one
+        status), else None."""
+        if not filters:
+            return self._task_total(conn)
+        if set(filters) == {"status"}:
+            rows = conn.execute("SELECT n FROM task_counts WHERE status = ?",
+                                (filters["status"],)).fetchall()
+            return rows[0]["n"] if rows else 0
+        return None
+
+    def _task_total(self, conn):
+        """Every task, from the counts kept by triggers (migration 0009)."""
+        return conn.execute("SELECT coalesce(sum(n), 0) AS n FROM task_counts").fetchall()[0]["n"]
 
     def update_task(self, task_id, fields):
         """Change a task's definition.
