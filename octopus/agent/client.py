@@ -108,3 +108,14 @@ class Backoff:
 
     def reset(self):
         self._failures = 0
+
+
+def local_address(server_url):
+    """The local address this host reaches ``server_url`` from (no packet is sent)."""
+    host = urllib.parse.urlsplit(server_url).hostname
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((socket.gethostbyname(host), 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None

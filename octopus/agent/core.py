@@ -3,26 +3,22 @@
 Four loops, each on its own thread (and connection), each built from one step
 method (``heartbeat``, ``poll``, ``report``, ``watch_timeouts``) tests can call.
 """
-import json
 import logging
 import os
 import socket
 import sys
 import threading
 import time
-import urllib.parse
 
 from octopus import __version__
-from octopus.agent.client import Backoff, ServerClient, ServerError, Unreachable
-from octopus.agent.outbox import Outbox
+from octopus.agent.client import Backoff, ServerClient, ServerError, Unreachable, local_address
+from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
 
-REPORT_BATCH = 200
-REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
 KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
@@ -52,6 +48,7 @@ class Agent:
         self._direct = self._client(timeout=5.0)
         self._report_later = threading.Event()  # results the quick path could not send
         self._digest = None
+        self._beat_at = float("-inf")  # monotonic time of the last heartbeat the server took
         self._threads = []
         self._instance = os.urandom(16).hex()  # tells the server this process from a former one
         self._local_api = None  # when LOCAL_API_PORT is set
@@ -62,14 +59,25 @@ class Agent:
     # -- steps --------------------------------------------------------------
 
     def heartbeat(self, client):
-        reply = client.request("POST", "/heartbeat", {
-            "client": self.name, "hostname": socket.gethostname(), "ip": self._address(),
-            "version": __version__, "concurrency": self.config.CONCURRENCY,
-            "python": "%d.%d.%d" % sys.version_info[:3], "running": self._held(),
-            "instance": self._instance})
-        if reply.get("plugins") != self._digest:
-            self._digest = self._plugins.sync()
+        sent = time.monotonic()
+        reply = client.request("POST", "/heartbeat", dict(self._beat(), client=self.name,
+                                                          instance=self._instance))
+        self._beat_at = sent
+        self._sync_plugins(reply)
         return reply
+
+    def _beat(self):
+        return {"hostname": socket.gethostname(), "ip": local_address(self.config.SERVER_URL),
+                "version": __version__, "concurrency": self.config.CONCURRENCY,
+                "python": "%d.%d.%d" % sys.version_info[:3], "running": self._held()}
+
+    def _beat_due(self, now):
+        """Seconds until the next heartbeat is due (<= 0: now)."""
+        return self._beat_at + self.config.HEARTBEAT_INTERVAL - now
+
+    def _sync_plugins(self, reply):
+        if reply.get("plugins") is not None and reply["plugins"] != self._digest:
+            self._digest = self._plugins.sync()
 
     def poll(self, client, wait):
         """Ask for as many runs as there are free slots; start them."""
@@ -81,9 +89,18 @@ class Agent:
             running = sorted(self._running) if not free else []
         # A full agent says which runs fill it: if one is reported before the
         # server holds this ask, the server answers at once (see WorkResource).
-        reply = client.request("POST", "/agent/work", {
-            "client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
-            "stopping_runs": stopping, "running": running}, timeout=wait + 15)
+        ask = {"client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
+               "stopping_runs": stopping, "running": running}
+        sent = time.monotonic()
+        # Past the server's waiter cap this agent asks every TASK_CHECK_INTERVAL:
+        # the ask carries the heartbeat due before the next one, so the fleet
+        # sends one request per interval rather than two.
+        if self._beat_due(sent) < self.config.TASK_CHECK_INTERVAL:
+            ask["heartbeat"] = self._beat()
+        reply = client.request("POST", "/agent/work", ask, timeout=wait + 15)
+        if reply.get("heartbeat"):
+            self._beat_at = sent
+        self._sync_plugins(reply)
         for run_id in reply.get("cancel", ()):
             self._cancel(run_id)
         for run in reply["runs"]:
@@ -114,7 +131,7 @@ class Agent:
     def report(self, client):
         """Send finished results; returns how many the server settled (acked or refused)."""
         with self._lock:
-            batch = _batch(self._pending)
+            batch = oldest(self._pending)
         return self._send(client, batch) if batch else 0
 
     def _send(self, client, batch):
@@ -243,22 +260,16 @@ class Agent:
             return (set(self._running), self._cancelled | self._timed_out | set(self._stopping),
                     {r["id"] for r in self._pending})
 
-    def _address(self):
-        """The local address this host reaches the server from (no packet is sent)."""
-        host = urllib.parse.urlsplit(self.config.SERVER_URL).hostname
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect((socket.gethostbyname(host), 9))
-                return s.getsockname()[0]
-        except OSError:
-            return None
-
     # -- loops --------------------------------------------------------------
 
     def _heartbeat_loop(self):
         client, interval, backoff = self._client(), self.config.HEARTBEAT_INTERVAL, Backoff()
         delay = 0
         while not self._stop.wait(delay):
+            due = self._beat_due(time.monotonic())
+            if due > 0 and self._connected.is_set():  # an ask for work carried it
+                delay = due
+                continue
             try:
                 self.heartbeat(client)
                 if not self._connected.is_set():
@@ -370,17 +381,6 @@ class Agent:
 def _failed(run_id, kind, message):
     return {"id": run_id, "status": "failed", "output": "", "duration": 0.0,
             "result": run_error(kind, message)}
-
-
-def _batch(pending):
-    """The oldest results, up to REPORT_BATCH of them and about REPORT_BYTES."""
-    batch, size = [], 0
-    for item in pending[:REPORT_BATCH]:
-        size += len(item.get("output") or "") + len(json.dumps(item.get("result"))) + 200
-        if batch and size > REPORT_BYTES:
-            break
-        batch.append(item)
-    return batch
 
 
 def _log_failure(what, error, delay=None):

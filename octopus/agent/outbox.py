@@ -62,3 +62,18 @@ class Outbox:
                 continue
             results.append(result)
         return sorted(results, key=lambda r: r["id"])
+
+
+REPORT_BATCH = 200
+REPORT_BYTES = 4 << 20  # keeps a batch well under the server's 8 MiB limit
+
+
+def oldest(pending):
+    """The oldest results, up to REPORT_BATCH of them and about REPORT_BYTES: one report."""
+    batch, size = [], 0
+    for item in pending[:REPORT_BATCH]:
+        size += len(item.get("output") or "") + len(json.dumps(item.get("result"))) + 200
+        if batch and size > REPORT_BYTES:
+            break
+        batch.append(item)
+    return batch

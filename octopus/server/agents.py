@@ -36,8 +36,8 @@ def _number_field(body, name, default, low, high):
     return value
 
 
-class HeartbeatResource:
-    auth = AGENT
+class Beats:
+    """What a heartbeat does, whether it came alone or inside an ask for work."""
 
     def __init__(self, config, store, registry, dispatcher, clock=time.time):
         self._config = config
@@ -46,31 +46,23 @@ class HeartbeatResource:
         self._dispatcher = dispatcher
         self._clock = clock
 
-    def on_post(self, req, resp):
-        body = read_json(req)
-        name = agent_name(body.get("client"))
-        info = {"hostname": _text(body, "hostname") or name,
+    def fields(self, body, req):
+        return {"hostname": _text(body, "hostname") or agent_name(body.get("client")),
                 "ip": _text(body, "ip") or req.remote_addr,
                 "version": _text(body, "version"),
                 "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
-        instance = _text(body, "instance", 64)
-        if body.get("stopping") is True:  # its last word: hand it nothing more
-            self._dispatcher.release(name, instance)
-            log.info("Agent %s is stopping", name)
-            resp.media = {"status": "ok", "plugins": self._registry.digest()}
-            return
+
+    def record(self, name, info, instance, running):
         # A new process of this agent: its old one's held requests reach nobody.
         if self._dispatcher.release_others(name, instance):
             log.info("Agent %s runs as a new process (instance %s)", name, instance)
-        came_online = self._store.heartbeat(name, info)
-        if came_online:
+        if self._store.heartbeat(name, info):
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
                      info["ip"])
             self._dispatcher.wake(self._store.fan_out_due())
         else:
             log.debug("Heartbeat received from %s", name)
-        self._reconcile(name, body.get("running"))
-        resp.media = {"status": "ok", "plugins": self._registry.digest()}
+        self._reconcile(name, running)
 
     def _reconcile(self, name, running):
         """Runs the server thinks this agent has, and it says it has not, are lost.
@@ -89,6 +81,27 @@ class HeartbeatResource:
                         ", ".join(finished + requeued))
             self._dispatcher.tasks_finished(finished)
             hand_out(self._store, self._dispatcher, requeued)
+
+
+class HeartbeatResource:
+    auth = AGENT
+
+    def __init__(self, beats, registry, dispatcher):
+        self._beats = beats
+        self._registry = registry
+        self._dispatcher = dispatcher
+
+    def on_post(self, req, resp):
+        body = read_json(req)
+        name = agent_name(body.get("client"))
+        info = self._beats.fields(body, req)
+        instance = _text(body, "instance", 64)
+        if body.get("stopping") is True:  # its last word: hand it nothing more
+            self._dispatcher.release(name, instance)
+            log.info("Agent %s is stopping", name)
+        else:
+            self._beats.record(name, info, instance, body.get("running"))
+        resp.media = {"status": "ok", "plugins": self._registry.digest()}
 
 
 def _ids(value):
@@ -120,11 +133,13 @@ class WorkResource:
 
     auth = AGENT
 
-    def __init__(self, config, store, registry, dispatcher, metrics=None, clock=time.monotonic):
+    def __init__(self, config, store, registry, dispatcher, beats, metrics=None,
+                 clock=time.monotonic):
         self._config = config
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        self._beats = beats
         self._metrics = metrics
         self._clock = clock
 
@@ -136,15 +151,24 @@ class WorkResource:
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
                    self._config.LONG_POLL_TIMEOUT)
         instance = _text(body, "instance", 64)
-        stopping = _ids(body.get("stopping_runs"))
+        beat = body.get("heartbeat")
+        if beat is not None and not isinstance(beat, dict):
+            raise bad_request("heartbeat must be a JSON object", "heartbeat")
+        # An agent polling past the waiter cap sends its heartbeat in the ask.
+        info = self._beats.fields(dict(beat, client=name), req) if beat else None
+        if info:
+            self._beats.record(name, info, instance, beat.get("running"))
+        answer = self._answer(name, capacity, wait, instance, _ids(body.get("stopping_runs")),
+                              body.get("running"))
+        resp.media = dict(answer, plugins=self._registry.digest(), heartbeat=bool(info))
+
+    def _answer(self, name, capacity, wait, instance, stopping, running):
         cancel = self._cancels(name, stopping)
         if wait <= 0 or cancel:  # waited: true tells the agent to ask again at once
-            resp.media = {"runs": self._claim(name, capacity), "waited": bool(cancel),
-                          "cancel": cancel}
-            return
-        held = _ids(body.get("running")) if capacity == 0 else set()
+            return {"runs": self._claim(name, capacity), "waited": bool(cancel), "cancel": cancel}
+        held = _ids(running) if capacity == 0 else set()
         runs, cancel, waited = self._wait(name, capacity, wait, instance, stopping, held)
-        resp.media = {"runs": runs, "waited": waited, "cancel": cancel}
+        return {"runs": runs, "waited": waited, "cancel": cancel}
 
     def _cancels(self, name, stopping):
         """Runs to stop that the agent is not stopping already."""

@@ -30,8 +30,9 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/stats", overview.StatsResource(store, clock))
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))
-    app.add_route("/heartbeat", agents.HeartbeatResource(config, store, registry, dispatcher, clock))
-    app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher,
+    beats = agents.Beats(config, store, registry, dispatcher, clock)
+    app.add_route("/heartbeat", agents.HeartbeatResource(beats, registry, dispatcher))
+    app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher, beats,
                                                      counted))
     app.add_route("/metrics", metrics.MetricsResource(counted, store, dispatcher))
     app.add_route("/agent/results", agents.ResultsResource(store, dispatcher))

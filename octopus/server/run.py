@@ -1,6 +1,7 @@
 """Start the server: store, registry, app, scheduler, maintenance and waitress."""
 import logging
 import os
+import resource
 
 import apsw
 import waitress
@@ -10,12 +11,29 @@ from octopus.config import ConfigError, ensure_data_dir
 from octopus.plugins import Registry
 from octopus.server.app import create_app
 from octopus.server.auth import load_or_create_token
+from octopus.server import eventloop
 from octopus.server.dispatch import Dispatcher
 from octopus.server.maintenance import Maintenance
 from octopus.server.scheduler import Scheduler
 from octopus.store import Store
 
 log = logging.getLogger("octopus.server")
+
+FILES_KEPT = 200  # descriptors left for the database, logs, plugins and pipes
+MAX_OPEN_FILES = 1 << 20
+
+
+def open_files_limit():
+    """Raise this process's open-files limit to the hard limit; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as e:
+            log.warning("Open files limit stays %d: %s", soft, e)
+    return MAX_OPEN_FILES if soft == resource.RLIM_INFINITY else soft
 
 SERVER_LOGGERS = ("octopus.server", "octopus.store", "octopus.scheduler", "octopus.plugins",
                   "octopus.maintenance", "waitress")
@@ -68,12 +86,18 @@ class Server:
 
     @staticmethod
     def _listen(app, config):
-        return waitress.create_server(
+        # Agents keep a connection open each; with the epoll loop an open idle
+        # connection costs nothing per turn, so the file limit is the limit.
+        limit = max(1000, open_files_limit() - FILES_KEPT)
+        server = waitress.create_server(
             app, host=config.SERVER_HOST, port=config.SERVER_PORT,
             threads=config.THREADS + config.MAX_WAITERS, asyncore_use_poll=True,
-            connection_limit=max(1000, config.MAX_WAITERS * 2 + 100),
-            backlog=2048, channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
+            connection_limit=limit, backlog=4096,
+            channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
             max_request_body_size=16 << 20, ident="octopus", clear_untrusted_proxy_headers=True)
+        loop = "epoll" if eventloop.install(server) else "poll"
+        log.info("Accepting up to %d connections (%s loop)", limit, loop)
+        return server
 
     @property
     def port(self):

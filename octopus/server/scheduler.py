@@ -15,6 +15,7 @@ TICK = 0.1  # seconds; bounds how late a task with a start time is offered
 RELEASE_OVERLAP = 1.0  # seconds each look at due tasks reaches back
 FIRE_BATCH = 200  # recurring tasks fired per write transaction, so others get the lock between
 FIRE_BUDGET = 1.0  # seconds one tick may spend firing before sweeping and looking again
+HEARTBEAT_FLUSH = 1.0  # seconds between writes of heartbeat times kept in memory (store.agents)
 
 
 class Scheduler:
@@ -28,6 +29,7 @@ class Scheduler:
         self._released_at = clock()
         self._started = clock()
         self._next_sweep = 0.0
+        self._next_flush = 0.0
         self._online = set()
 
     def release_due(self, now):
@@ -83,7 +85,11 @@ class Scheduler:
 
     def step(self, now):
         self.release_due(now)
+        if now >= self._next_flush:
+            self._store.flush_heartbeats()
+            self._next_flush = now + HEARTBEAT_FLUSH
         if now >= self._next_sweep:
+            self._store.flush_heartbeats()
             self.sweep_agents(now)
             self._next_sweep = now + self._config.HEARTBEAT_CLEANUP_INTERVAL
 

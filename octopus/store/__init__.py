@@ -8,7 +8,7 @@ import time
 import uuid
 
 from octopus.constants import RunStatus
-from octopus.store.agents import AgentQueries
+from octopus.store.agents import AgentQueries, Heartbeats
 from octopus.store.db import Database
 from octopus.store.maintenance import MaintenanceQueries
 from octopus.store.migrate import migrate
@@ -29,6 +29,7 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         self._new_id = new_id
         self.client_timeout = client_timeout
         self.retry_max_delay = retry_max_delay
+        self._heartbeats = Heartbeats(clock())
         # Runs that ended, by status, since start (for /metrics).  Changed only
         # inside write transactions, which one lock serialises.
         # Every key made now, so readers never see the dict change size.
@@ -51,6 +52,7 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         return self._db.path
 
     def close(self):
+        self.flush_heartbeats()
         self._db.close()
 
     def check(self):

@@ -1,16 +1,60 @@
 """Agent rows: heartbeats and the fleet as the API shows it."""
+import threading
+
 from octopus.timeutil import iso
 
 AGENT_FIELDS = ("hostname", "ip", "version", "concurrency")
+FLUSH_EVERY = 1.0  # seconds between writes of heartbeat times kept in memory
+
+
+class Heartbeats:
+    """The last heartbeat of each agent, kept in memory between writes.
+
+    A heartbeat that changes nothing but the time (the agent was online and
+    says the same about itself) is not a write transaction of its own: the
+    times are written together by ``AgentQueries.flush_heartbeats`` once a
+    second (by the first heartbeat after the second is up, and by the
+    scheduler when heartbeats stop).  With thousands of agents heartbeating,
+    one transaction a second replaces a thousand.  Readers of ``last_heartbeat`` see it at most
+    a flush late, against a CLIENT_TIMEOUT of many seconds.
+    """
+
+    def __init__(self, now):
+        self.lock = threading.Lock()
+        self.seen = {}      # agent name -> (time of its last heartbeat, its fields)
+        self.unwritten = set()  # names whose time in ``seen`` is newer than the database's
+        self.next_flush = now + FLUSH_EVERY
 
 
 class AgentQueries:
     def heartbeat(self, name, info):
         """Record a heartbeat; returns True if the agent is new or was offline."""
         now = self._clock()
+        fields = tuple(info.get(k) for k in AGENT_FIELDS)
+        beats = self._heartbeats
+        with beats.lock:
+            last = beats.seen.get(name)
+            quiet = (last is not None and last[1] == fields
+                     and last[0] >= now - self.client_timeout)
+            beats.seen[name] = (now, fields)
+            if quiet:
+                beats.unwritten.add(name)
+            else:
+                beats.unwritten.discard(name)
+            flush = quiet and now >= beats.next_flush
+        if quiet:
+            if flush:  # the first heartbeat of each second carries everyone's to the database
+                self.flush_heartbeats()
+            return False
+        try:
+            return self._write_heartbeat(name, dict(zip(AGENT_FIELDS, fields)), now)
+        except BaseException:
+            with beats.lock:
+                beats.seen.pop(name, None)
+            raise
+
+    def _write_heartbeat(self, name, fields, now):
         ts = iso(now)
-        cutoff = iso(now - self.client_timeout)
-        fields = {k: info.get(k) for k in AGENT_FIELDS}
         with self._db.write() as conn:
             rows = conn.execute("SELECT last_heartbeat FROM agents WHERE name = ?",
                                 (name,)).fetchall()
@@ -20,7 +64,29 @@ class AgentQueries:
                 "ON CONFLICT (name) DO UPDATE SET hostname = :hostname, ip = :ip, "
                 "version = :version, concurrency = :concurrency, last_heartbeat = :ts",
                 dict(fields, name=name, ts=ts))
-        return not rows or rows[0]["last_heartbeat"] < cutoff
+        return not rows or rows[0]["last_heartbeat"] < iso(now - self.client_timeout)
+
+    def flush_heartbeats(self):
+        """Write the heartbeat times kept in memory; returns how many."""
+        beats = self._heartbeats
+        with beats.lock:
+            times = {n: beats.seen[n][0] for n in beats.unwritten}
+            beats.unwritten.clear()
+            beats.next_flush = self._clock() + FLUSH_EVERY
+        if not times:
+            return 0
+        gone = []
+        with self._db.write() as conn:
+            for name, when in times.items():
+                conn.execute("UPDATE agents SET last_heartbeat = max(last_heartbeat, ?) "
+                             "WHERE name = ?", (iso(when), name))
+                if not conn.changes():
+                    gone.append(name)
+        if gone:  # rows deleted meanwhile: their next heartbeat writes them again
+            with beats.lock:
+                for name in gone:
+                    beats.seen.pop(name, None)
+        return len(times)
 
     def list_agents(self):
         now = self._clock()

@@ -1,0 +1,136 @@
+"""Heartbeats: times kept in memory and written once a second (store.agents.Heartbeats),
+and heartbeats carried by asks for work."""
+import pytest
+
+from octopus.harness import wait_for
+from octopus.store import Store
+from octopus.timeutil import iso
+
+INFO = {"hostname": "h", "ip": "10.0.0.1", "version": "1", "concurrency": 2}
+
+
+def db_time(store, name):
+    return {a["name"]: a["last_heartbeat"] for a in store.list_agents()}.get(name)
+
+
+def test_a_first_heartbeat_is_written_at_once_and_says_online(store, clock):
+    assert store.heartbeat("a", INFO) is True
+    assert db_time(store, "a") == iso(clock())
+
+
+def test_same_again_within_the_second_stays_in_memory_until_the_flush(store, clock):
+    store.heartbeat("a", INFO)
+    store.heartbeat("b", INFO)
+    clock.advance(0.4)
+    assert store.heartbeat("a", INFO) is False
+    assert db_time(store, "a") == iso(clock() - 0.4)  # not written yet
+    clock.advance(0.7)  # the second is up: this heartbeat writes both
+    assert store.heartbeat("b", INFO) is False
+    assert db_time(store, "a") == iso(clock() - 0.7)
+    assert db_time(store, "b") == iso(clock())
+    assert store.flush_heartbeats() == 0  # nothing left
+
+
+def test_changed_fields_are_written_at_once(store, clock):
+    store.heartbeat("a", INFO)
+    clock.advance(0.1)
+    store.heartbeat("a", dict(INFO, concurrency=8))
+    [row] = store.list_agents()
+    assert row["concurrency"] == 8 and row["last_heartbeat"] == iso(clock())
+
+
+def test_an_agent_back_after_the_timeout_is_written_and_comes_online(store, clock):
+    store.heartbeat("a", INFO)
+    clock.advance(31)
+    assert store.heartbeat("a", INFO) is True
+    assert db_time(store, "a") == iso(clock())
+
+
+def test_the_flush_never_moves_a_time_back(store, clock):
+    store.heartbeat("a", INFO)
+    clock.advance(0.5)
+    store.heartbeat("a", INFO)  # kept in memory at t+0.5
+    clock.advance(0.1)
+    store.heartbeat("a", dict(INFO, ip="10.0.0.2"))  # written through at t+0.6
+    store.flush_heartbeats()
+    assert db_time(store, "a") == iso(clock())
+
+
+def test_close_writes_what_is_in_memory(tmp_path, clock):
+    path = str(tmp_path / "o.db")
+    store = Store(path, clock=clock, client_timeout=30)
+    store.heartbeat("a", INFO)
+    clock.advance(0.5)
+    store.heartbeat("a", INFO)
+    store.close()
+    again = Store(path, clock=clock, client_timeout=30)
+    try:
+        assert db_time(again, "a") == iso(clock())
+    finally:
+        again.close()
+
+
+def test_the_scheduler_flushes_when_heartbeats_stop(store, clock):
+    from tests.test_scheduler import make
+
+    scheduler, _ = make(store, clock)
+    store.heartbeat("a", INFO)
+    clock.advance(0.5)
+    store.heartbeat("a", INFO)
+    scheduler.step(clock())
+    assert db_time(store, "a") == iso(clock())
+
+
+# -- an ask for work carrying the heartbeat (agents past the waiter cap) -------
+
+def _requests(api, route, method):
+    import re
+
+    status, text = api.call("GET", "/metrics")
+    assert status == 200
+    pattern = r'octopus_http_requests_total\{route="%s",method="%s",code="200"\} (\d+)' % (
+        re.escape(route), method)
+    return sum(int(n) for n in re.findall(pattern, text))
+
+
+def test_an_ask_carrying_a_heartbeat_brings_the_agent_online_and_hands_it_work(api):
+    from tests.test_api import AGENT_TOKEN, create
+
+    task = create(api)
+    r = api.call("POST", "/agent/work", {"client": "new", "capacity": 1, "wait": 0,
+                                         "heartbeat": dict(INFO, running=[])}, token=AGENT_TOKEN)
+    assert r.status_code == 200 and r.json["heartbeat"] is True
+    assert [run["task_id"] for run in r.json["runs"]] == [task["id"]]  # in the same answer
+    [agent] = api.call("GET", "/agents").json["agents"]
+    assert (agent["name"], agent["status"], agent["concurrency"]) == ("new", "online", 2)
+
+
+@pytest.mark.parametrize("beat, field", [
+    ("yes", "heartbeat"), ([1], "heartbeat"), (dict(INFO, concurrency=0), "concurrency"),
+    (dict(INFO, hostname="x" * 300), "hostname")])
+def test_a_bad_heartbeat_in_an_ask_is_refused_and_records_nothing(api, beat, field):
+    from tests.test_api import AGENT_TOKEN, create
+
+    task = create(api)
+    r = api.call("POST", "/agent/work", {"client": "new", "capacity": 1, "wait": 0,
+                                         "heartbeat": beat}, token=AGENT_TOKEN)
+    assert r.status_code == 400 and r.json["error"]["field"] == field
+    assert api.call("GET", "/agents").json["agents"] == []
+    assert api.call("GET", "/tasks/" + task["id"]).json["status"] == "Created"
+
+
+def test_an_agent_past_the_waiter_cap_beats_through_its_asks(cluster):
+    """One request per TASK_CHECK_INTERVAL instead of two: no separate heartbeats."""
+    cluster.start_server(env={"OCTOPUS_MAX_WAITERS": "0", "OCTOPUS_CLIENT_TIMEOUT": "3"})
+    cluster.start_agent("capped", env={"OCTOPUS_HEARTBEAT_INTERVAL": "2",
+                                       "OCTOPUS_TASK_CHECK_INTERVAL": "1"})
+    api = cluster.api()
+    first = _requests(api, "/heartbeat", "POST")
+    asks = _requests(api, "/agent/work", "POST")
+    wait_for(lambda: _requests(api, "/agent/work", "POST") >= asks + 8, timeout=30,
+             what="eight asks for work (about eight seconds, four heartbeat intervals)")
+    assert _requests(api, "/heartbeat", "POST") <= first + 1
+    [agent] = api.call("GET", "/agents")[1]["agents"]
+    assert agent["status"] == "online"
+    task = cluster.run_task(api, {"plugin": "echo", "action": "echo", "args": [1]})
+    assert task["status"] == "success" and task["executor"] == "capped"
