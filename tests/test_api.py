@@ -627,6 +627,48 @@ def test_waiting_agent_is_woken_by_a_new_task(api, clock):
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
 
+def test_a_full_agents_held_ask_takes_the_next_run_when_its_result_comes_in(api, clock):
+    """No second request to say it has room: the held ask widens by the runs reported."""
+    clock.now = time.time()
+    heartbeat(api, "a")
+    first, second = create(api, owner="a"), create(api, owner="a")
+    [run] = work(api, "a")
+    assert run["task_id"] == first["id"]
+    replies = []
+    asker = threading.Thread(target=lambda: replies.append(api.call(
+        "POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 20,
+                                "running": [run["id"]]}, token=AGENT_TOKEN)))
+    started = time.monotonic()
+    asker.start()
+    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the full ask held")
+    assert api.dispatcher.waiting_names() == []  # full: not counted as asking for work
+    report(api, "a", run["id"])
+    asker.join(15)
+    assert time.monotonic() - started < 5
+    [r] = replies
+    assert r.json["waited"] is True
+    assert [x["task_id"] for x in r.json["runs"]] == [second["id"]]
+
+
+def test_a_full_agents_held_ask_with_room_and_no_work_waits_for_work(api, clock):
+    clock.now = time.time()
+    heartbeat(api, "a")
+    create(api, owner="a")
+    [run] = work(api, "a")
+    replies = []
+    asker = threading.Thread(target=lambda: replies.append(api.call(
+        "POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 20,
+                                "running": [run["id"]]}, token=AGENT_TOKEN)))
+    asker.start()
+    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the full ask held")
+    report(api, "a", run["id"])
+    wait_for(lambda: api.dispatcher.waiting_names() == ["a"], 10, what="the ask counted as asking")
+    task = create(api)  # an Anyone task goes to the held ask
+    asker.join(15)
+    [r] = replies
+    assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
+
+
 def test_anyone_task_goes_to_the_asking_agent_with_fewest_runs(api):
     for name in ("a", "b", "c"):
         assert api.heartbeat(name, concurrency=3).status_code == 200

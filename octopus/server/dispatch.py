@@ -134,6 +134,11 @@ class Dispatcher:
         with self._lock:
             self._cancelling.discard(name)
 
+    def widen(self, waiter, capacity):
+        """A full agent's held ask has room now: it counts as asking for work."""
+        with self._lock:
+            waiter.capacity = capacity
+
     def wake_full(self, name):
         """Wake ``name``'s requests made while it was full: it may have room now."""
         with self._lock:

@@ -341,14 +341,15 @@ class RunQueries(SettleQueries, RecurringQueries):
         return bool(conn.execute("SELECT 1 FROM executions WHERE retry_of = ? AND status != "
                                  "'queued' LIMIT 1", (run_id,)).fetchall())
 
-    def any_reported(self, run_ids):
-        """Has any of these runs ended?"""
+    def reported(self, run_ids):
+        """Those of these runs that have ended or are gone with their task
+        (at most 1024 are looked at)."""
         ids = sorted(run_ids)[:1024]
         with self._db.read() as conn:
-            return bool(conn.execute(
-                "SELECT 1 FROM executions WHERE id IN (%s) AND status NOT IN "
-                "('queued', 'assigned', 'running') LIMIT 1" % ", ".join("?" * len(ids)),
-                ids).fetchall())
+            still_open = {r["id"] for r in conn.execute(
+                "SELECT id FROM executions WHERE id IN (%s) AND status IN "
+                "('queued', 'assigned', 'running')" % ", ".join("?" * len(ids)), ids)}
+        return set(ids) - still_open
 
     def cancels_for(self, agent):
         """Runs of ``agent`` an operator asked to stop (their task cancelled or deleted)."""
