@@ -27,9 +27,8 @@ def setup(config, loggers, filename):
     if filename:
         path = config.path(filename)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(
-            path, maxBytes=config.LOG_MAX_SIZE, backupCount=config.LOG_BACKUP_COUNT,
-            encoding="utf-8"))
+        handlers.append(RotatingFile(path, maxBytes=config.LOG_MAX_SIZE,
+                                     backupCount=config.LOG_BACKUP_COUNT, encoding="utf-8"))
     formatter = logging.Formatter(FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -39,6 +38,34 @@ def setup(config, loggers, filename):
         logger.propagate = False
         for handler in handlers:
             logger.addHandler(handler)
+
+
+class RotatingFile(logging.handlers.RotatingFileHandler):
+    """Rotates by size like its parent, at a fraction of the cost per line.
+
+    The parent stats the file twice per record (to never rotate a device
+    such as /dev/null), formats each record twice and seeks to its end: a
+    few per cent of the server's time when every run logs a line or two.
+    Here whether the file is a regular one is learnt when it is opened, and
+    its size is counted as lines are formatted (characters, so a little under
+    the bytes when the text is not ASCII).
+    """
+
+    def _open(self):
+        stream = super()._open()
+        self._regular = os.path.isfile(self.baseFilename)
+        self._size = os.path.getsize(self.baseFilename) if self._regular else 0
+        return stream
+
+    def format(self, record):
+        line = super().format(record)
+        self._size += len(line) + 1
+        return line
+
+    def shouldRollover(self, record):
+        if self.stream is None:
+            self.stream = self._open()
+        return self._regular and 0 < self.maxBytes <= self._size
 
 
 def _is_terminal(stream):
