@@ -74,18 +74,18 @@ def _run(args):
     server_config = _load(args, settings.SERVER_SETTINGS) if args.server else None
     agent_config = _load(args, settings.AGENT_SETTINGS) if args.agent else None
     server = agent = None
+    stop = threading.Event()
     if args.server:
         server = _start_server(server_config)
     if args.agent:
-        agent = _start_agent(agent_config, server, args)
-    stop = threading.Event()
+        agent = _start_agent(agent_config, server, args, stop)
     _on_signals(server, agent, stop)
     if server is None:
         try:
             stop.wait()
         finally:
             agent.stop()
-        return 0
+        return agent.exit_code  # 3: the server refused this agent's credential
     server.serve()
     return 0
 
@@ -110,7 +110,7 @@ def _check_apsw():
                           "use CPython 3.9-3.13" % sys.version_info[:2])
 
 
-def _start_agent(config, server, args):
+def _start_agent(config, server, args, stop):
     if server is None and config.SERVER_URL.startswith("http://"):
         # Plain HTTP never needs TLS, and http.client imports ssl (5 MB of an
         # idle agent's memory) only if it can: make that import fail here.
@@ -129,7 +129,8 @@ def _start_agent(config, server, args):
     if not token:
         raise ConfigError("no agent token: set OCTOPUS_AGENT_TOKEN to the server's agent token "
                           "(the server writes it to DATA_DIR/agent.token)")
-    agent = Agent(config, token)
+    # An agent alone exits when its credential is refused; beside a server it just stops.
+    agent = Agent(config, token, on_exit=stop.set if server is None else None)
     agent.start()
     return agent
 

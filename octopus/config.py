@@ -152,6 +152,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("LOG_FILE", "logs/server.log", _text, "Server log, relative to DATA_DIR unless absolute; empty logs to stderr only."),
     Setting("ADMIN_TOKEN", "", _text, "Admin bearer token; empty means generated into DATA_DIR/admin.token."),
     Setting("AGENT_TOKEN", "", _text, "Shared agent bearer token; empty means generated into DATA_DIR/agent.token."),
+    Setting("REQUIRE_ENROLLMENT", False, _bool, "Accept the shared agent token only to enroll (POST /agent/enroll); false: it also speaks for agents that never enrolled."),
     Setting("PLUGINS_DIR", "", _text, "Folder of plugin modules; empty means the plugins bundled with Octopus."),
     Setting("RUN_TIMEOUT", 0, _float(0), "Seconds a run may take when its task sets no timeout; 0: no limit."),
     Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),

@@ -4,6 +4,7 @@ Not thread-safe: each agent thread keeps its own.
 """
 import http.client
 import json
+import logging
 import random
 import socket
 import urllib.parse
@@ -32,7 +33,7 @@ class ServerClient:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._base = parts.path.rstrip("/")
-        self._token = token
+        self._token = token  # a str, or an Identity: its token may change, and it hears of 401s
         self._timeout = timeout
         self._conn = None
         self.last_status = None
@@ -57,7 +58,8 @@ class ServerClient:
         """Send one request with JSON ``body`` (or bytes ``data``); returns the
         decoded JSON reply (or bytes and headers if ``raw``).  The reply's
         status stays in ``last_status``."""
-        headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json"}
+        token = self._token if isinstance(self._token, str) else self._token.token()
+        headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
         if data is not None:
@@ -78,6 +80,8 @@ class ServerClient:
                 if attempt == 2 or not reused or isinstance(e, socket.timeout):
                     raise Unreachable("%s %s: %s" % (method, path, e or type(e).__name__))
         self.last_status = response.status
+        if response.status == 401 and not isinstance(self._token, str):
+            self._token.refused(token)
         if response.status >= 400:
             raise ServerError(response.status, *_error_of(payload))
         if raw:
@@ -119,3 +123,12 @@ def local_address(server_url):
             return s.getsockname()[0]
     except OSError:
         return None
+
+
+def log_failure(what, error, delay=None, log=logging.getLogger("octopus.agent")):
+    """A network or server failure is a warning; anything else is a bug: log its traceback."""
+    retry = "" if delay is None else "; retrying in %.1fs" % delay
+    if isinstance(error, (Unreachable, ServerError)):
+        log.warning("%s failed: %s%s", what, error, retry)
+    else:
+        log.exception("%s failed unexpectedly%s", what, retry)

@@ -11,7 +11,9 @@ import threading
 import time
 
 from octopus import __version__
-from octopus.agent.client import Backoff, ServerClient, ServerError, Unreachable, local_address
+from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
+                                  log_failure as _log_failure)
+from octopus.agent.identity import Identity
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
@@ -25,11 +27,14 @@ MAX_STOPPING = 10000    # run ids remembered as being stopped
 
 
 class Agent:
-    def __init__(self, config, token):
+    def __init__(self, config, token, on_exit=None):
         self.config = config
         self.name = config.CLIENT_ID or socket.gethostname()
-        self._token = token
         home = config.path("agent")
+        # The shared token until the agent has enrolled (see identity.py).
+        self._identity = Identity(home, self.name, token, self._revoked)
+        self._on_exit = on_exit  # called when the agent stops itself (its credential refused)
+        self.exit_code = 0
         self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
@@ -54,11 +59,12 @@ class Agent:
         self._local_api = None  # when LOCAL_API_PORT is set
 
     def _client(self, timeout=30.0):
-        return ServerClient(self.config.SERVER_URL, self._token, timeout)
+        return ServerClient(self.config.SERVER_URL, self._identity, timeout)
 
     # -- steps --------------------------------------------------------------
 
     def heartbeat(self, client):
+        self._identity.enroll(client)  # once, before the server hears of this agent
         sent = time.monotonic()
         reply = client.request("POST", "/heartbeat", dict(self._beat(), client=self.name,
                                                           instance=self._instance))
@@ -341,6 +347,12 @@ class Agent:
                 _log_failure("Reporting %d results" % len(self._pending), e, delay)
                 self._stop.wait(delay)
 
+    def _revoked(self):  # the server refused this agent's credential: stop, exit non-zero
+        self.exit_code = 3
+        self._stop.set()
+        if self._on_exit is not None:
+            self._on_exit()
+
     def start(self):
         os.makedirs(self.config.path("agent"), exist_ok=True)
         if self.config.LOCAL_API_PORT:  # first: a port in use stops start-up before anything runs
@@ -364,6 +376,8 @@ class Agent:
             self._local_api.close()
         self._runner.close()
         client = self._client(timeout=timeout)
+        if self._identity.revoked:  # the server would refuse anything more
+            return log.info("Agent %s stopped", self.name)
         try:
             with self._reporting:
                 while self.report(client):
@@ -381,12 +395,3 @@ class Agent:
 def _failed(run_id, kind, message):
     return {"id": run_id, "status": "failed", "output": "", "duration": 0.0,
             "result": run_error(kind, message)}
-
-
-def _log_failure(what, error, delay=None):
-    """A network or server failure is a warning; anything else is a bug: log its traceback."""
-    retry = "" if delay is None else "; retrying in %.1fs" % delay
-    if isinstance(error, (Unreachable, ServerError)):
-        log.warning("%s failed: %s%s", what, error, retry)
-    else:
-        log.exception("%s failed unexpectedly%s", what, retry)

@@ -5,7 +5,7 @@ import time
 import falcon
 
 from octopus.constants import MAX_RESULT, RunStatus, run_error
-from octopus.server.auth import AGENT
+from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
 from octopus.server.validate import agent_name
@@ -93,7 +93,7 @@ class HeartbeatResource:
 
     def on_post(self, req, resp):
         body = read_json(req)
-        name = agent_name(body.get("client"))
+        name = check_client(req, agent_name(body.get("client")))
         info = self._beats.fields(body, req)
         instance = _text(body, "instance", 64)
         if body.get("stopping") is True:  # its last word: hand it nothing more
@@ -145,7 +145,7 @@ class WorkResource:
 
     def on_post(self, req, resp):
         body = read_json(req)
-        name = agent_name(body.get("client"))
+        name = check_client(req, agent_name(body.get("client")))
         capacity = _int_field(body, "capacity", 1, 0, MAX_CAPACITY)
         # Agents may ask for any wait; this server holds them at most its own limit.
         wait = min(_number_field(body, "wait", self._config.LONG_POLL_TIMEOUT, 0, 3600),
@@ -240,7 +240,7 @@ class ResultsResource:
 
     def on_post(self, req, resp):
         body = read_json(req, max_bytes=RESULTS_MAX_BODY)
-        name = agent_name(body.get("client"))
+        name = check_client(req, agent_name(body.get("client")))
         results = body.get("results")
         if not isinstance(results, list) or not 0 < len(results) <= MAX_RESULTS:
             raise bad_request("results must be a list of 1 to %d results" % MAX_RESULTS, "results")

@@ -4,15 +4,19 @@ import time
 import falcon
 
 from octopus.server import agents, maintenance, metrics, overview, system, tasks
-from octopus.server.auth import AuthMiddleware
+from octopus.server import credentials as creds
+from octopus.server.auth import AuthMiddleware, FailedAuth
 from octopus.server.errors import handle_unexpected, serialize_error
 
 
 def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir,
                clock=time.time):
     counted = metrics.Metrics()
+    credentials = creds.Credentials(store)
     app = falcon.App(middleware=[metrics.MetricsMiddleware(counted),
-                                 AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN),
+                                 AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN,
+                                                credentials, config.REQUIRE_ENROLLMENT,
+                                                FailedAuth(clock)),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
@@ -27,6 +31,10 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/executions", tasks.ExecutionsResource(store))
     app.add_route("/executions/{run_id:int(min=1, max=%d)}" % agents.MAX_ID, tasks.ExecutionResource(store))
     app.add_route("/agents", agents.AgentsResource(store))
+    revoker = creds.Revoker(store, dispatcher, credentials)
+    app.add_route("/agents/{name}", creds.AgentResource(revoker))
+    app.add_route("/agents/{name}/revoke", creds.RevokeResource(revoker))
+    app.add_route("/agent/enroll", creds.EnrollResource(credentials))
     app.add_route("/stats", overview.StatsResource(store, clock))
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))

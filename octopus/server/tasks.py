@@ -5,7 +5,7 @@ import falcon
 
 from octopus.constants import TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
-from octopus.server.auth import AGENT
+from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, MAX_PAGE, ConflictError
@@ -93,8 +93,8 @@ def wait_final(store, dispatcher, task_id, wait, runs=MAX_PAGE):
 class AgentTasksResource:
     """``POST /agent/tasks``: an agent creates an Adhoc task for itself alone.
 
-    With the shared agent token the server cannot tell agents apart, so it
-    trusts ``client``; what it enforces is that the task goes to that client.
+    ``client`` must be the caller (check_client: an agent's own token speaks
+    only for its agent), and the task goes to that client.
     """
 
     auth = AGENT
@@ -109,7 +109,7 @@ class AgentTasksResource:
         validate.only_params(req, ("wait",))
         wait = validate.float_param(req, "wait", 0, 0, MAX_WAIT)
         body = read_json(req)
-        name = validate.agent_name(body.pop("client", None))
+        name = check_client(req, validate.agent_name(body.pop("client", None)))
         if body.setdefault("owner", name) != name:
             raise ApiError(falcon.HTTP_403, "an agent may create tasks only for itself: owner "
                            "must be %s" % name, "owner")

@@ -1,4 +1,4 @@
-"""Agent rows: heartbeats and the fleet as the API shows it."""
+"""Agent rows: heartbeats, the fleet as the API shows it, and per-agent credentials."""
 import threading
 
 from octopus.timeutil import iso
@@ -96,10 +96,75 @@ class AgentQueries:
                 "SELECT a.*, (SELECT count(*) FROM executions e WHERE e.client = a.name "
                 "AND e.status IN ('assigned', 'running')) AS running FROM agents a "
                 "ORDER BY a.name").fetchall()
+        creds = {c["name"]: c for c in self.credentials()}
         for row in rows:
-            row["status"] = "online" if row["last_heartbeat"] >= cutoff else "offline"
+            cred = creds.get(row["name"])
+            revoked = cred is not None and cred["revoked_at"] is not None
+            # A revoked agent's requests are refused: it is gone whatever its last heartbeat.
+            row["status"] = ("online" if row["last_heartbeat"] >= cutoff and not revoked
+                             else "offline")
+            row["credential"] = None if cred is None else "revoked" if revoked else "enrolled"
+            row["enrolled_at"] = cred["enrolled_at"] if cred else None
+            row["revoked_at"] = cred["revoked_at"] if cred else None
         return rows
 
     def online_agents(self):
         with self._db.read() as conn:
             return self._online_agents(conn, self._clock())
+
+    # -- credentials (see octopus/server/credentials.py) --------------------
+
+    def credentials(self):
+        """Every agent credential: name, token_hash, enrolled_at, revoked_at."""
+        with self._db.read() as conn:
+            return conn.execute("SELECT name, token_hash, enrolled_at, revoked_at "
+                                "FROM agent_credentials").fetchall()
+
+    def enroll_agent(self, name, token_hash, replacing=None):
+        """Give ``name`` the credential ``token_hash``; returns its row.
+
+        Refused (returns None) when the name has a credential already, unless
+        it is the live one whose hash is ``replacing`` (the agent proved it
+        holds that token: a rotation).  A revoked name stays refused until
+        ``forget_agent``.
+        """
+        ts = iso(self._clock())
+        with self._db.write() as conn:
+            rows = conn.execute("SELECT token_hash, revoked_at FROM agent_credentials "
+                                "WHERE name = ?", (name,)).fetchall()
+            if rows and (replacing is None or rows[0]["revoked_at"] is not None
+                         or rows[0]["token_hash"] != replacing):
+                return None
+            conn.execute("INSERT INTO agent_credentials (name, token_hash, enrolled_at) "
+                         "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                         "token_hash = excluded.token_hash, enrolled_at = excluded.enrolled_at",
+                         (name, token_hash, ts))
+        return {"name": name, "token_hash": token_hash, "enrolled_at": ts, "revoked_at": None}
+
+    def revoke_agent(self, name):
+        """Revoke ``name``'s credential (or bar the shared token from a name that
+        never enrolled); returns its row, or None if no such agent is known."""
+        ts = iso(self._clock())
+        with self._db.write() as conn:
+            known = conn.execute("SELECT 1 FROM agents WHERE name = ? UNION ALL SELECT 1 FROM "
+                                 "agent_credentials WHERE name = ?", (name, name)).fetchall()
+            if not known:
+                return None
+            conn.execute("INSERT INTO agent_credentials (name, revoked_at) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET "
+                         "revoked_at = coalesce(revoked_at, excluded.revoked_at)", (name, ts))
+            return conn.execute("SELECT name, token_hash, enrolled_at, revoked_at FROM "
+                                "agent_credentials WHERE name = ?", (name,)).fetchall()[0]
+
+    def forget_agent(self, name):
+        """Delete the agent's row and its credential (its runs stay on record under
+        its name); True if there was anything to delete."""
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM agent_credentials WHERE name = ?", (name,))
+            changed = conn.changes()
+            conn.execute("DELETE FROM agents WHERE name = ?", (name,))
+            changed += conn.changes()
+        with self._heartbeats.lock:  # its next heartbeat is a new agent's
+            self._heartbeats.seen.pop(name, None)
+            self._heartbeats.unwritten.discard(name)
+        return bool(changed)

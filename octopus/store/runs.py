@@ -44,8 +44,10 @@ class RunQueries(SettleQueries, RecurringQueries):
 
     def _online_agents(self, conn, now):
         cutoff = iso(now - self.client_timeout)
+        # A revoked agent is not online, whatever its last heartbeat: it gets no ALL runs.
         return [r["name"] for r in conn.execute(
-            "SELECT name FROM agents WHERE last_heartbeat >= ? ORDER BY name", (cutoff,))]
+            "SELECT name FROM agents WHERE last_heartbeat >= ? AND name NOT IN (SELECT name "
+            "FROM agent_credentials WHERE revoked_at IS NOT NULL) ORDER BY name", (cutoff,))]
 
     def _least_busy_agent(self, conn, now, candidates):
         """Of ``candidates`` (agents asking for work now), the online one with a
