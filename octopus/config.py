@@ -157,6 +157,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("RUN_TIMEOUT", 0, _float(0), "Seconds a run may take when its task sets no timeout; 0: no limit."),
     Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),
     Setting("MAX_WAITERS", 256, _int(0, 10000), "Agents allowed to hold a long-poll for work at once; others poll."),
+    Setting("MAX_POLL_RATE", 1000, _int(0, 1000000), "Asks a second the server invites from agents past MAX_WAITERS: more agents are told to ask less often (at most every CLIENT_TIMEOUT / 3 s); 0: each asks every TASK_CHECK_INTERVAL."),
     Setting("LONG_POLL_TIMEOUT", 25, _int(1, 300), "Longest time a waiting agent is held before it asks again."),
 ]
 

@@ -5,8 +5,9 @@
 (b) N agents heartbeating every 10 s and asking for work as the real agent
     does (held long-poll while the server has room; past MAX_WAITERS the
     answer is immediate with waited=false, and the agent asks again every
-    TASK_CHECK_INTERVAL = 5 s, the heartbeat due before its next ask riding
-    on the ask): server CPU, errors, heartbeat p99 (separate and carried).
+    TASK_CHECK_INTERVAL = 5 s or the server's longer retry_after, the
+    heartbeat due before its next ask riding on the ask): server CPU, errors,
+    heartbeat p99 (separate and carried).
 """
 import asyncio
 import json
@@ -17,6 +18,7 @@ import time
 import uuid
 
 from bench_common import Cluster, CpuMeter, emit, rss_mb, summary
+from octopus.agent.pace import Pace
 from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN
 
 NOOP = {"plugin": "echo", "action": "echo", "args": [], "kwargs": {}}
@@ -94,7 +96,7 @@ class SimAgent:
         self._port, self._hb = port, None
         self.holding_since = None
         self.wake = None  # a future set when a run arrives
-        self.beat_at = float("-inf")  # when the server last took a heartbeat of ours
+        self.pace = None  # the real agent's rules (octopus.agent.pace), set by _agent_main
 
     def hb_conn(self):
         """The poll connection when it is free, else a second one (a held long-poll)."""
@@ -121,17 +123,16 @@ class SimAgent:
         if status // 100 != 2:
             self.stats.error("heartbeat %d" % status)
         else:
-            self.beat_at = t0
+            self.pace.beat_taken(t0)
             self.stats.hb.append((time.perf_counter() - t0) * 1000)
 
-    async def poll_once(self, check_interval, hb_interval):
+    async def poll_once(self):
         self.holding_since = time.perf_counter()
         t0 = self.holding_since
         ask = {"client": self.name, "capacity": 1, "wait": 25, "instance": self.instance,
                "stopping_runs": []}
         # As the real agent: the heartbeat due before the next ask rides on this one.
-        carried = self.beat_at + hb_interval - t0 < check_interval
-        if carried:
+        if self.pace.carry(t0):
             ask["heartbeat"] = {"hostname": self.name, "version": "sim", "concurrency": 1,
                                 "running": []}
         try:
@@ -147,7 +148,7 @@ class SimAgent:
             self.stats.error("work %d" % status)
             return 1.0
         if body.get("heartbeat"):
-            self.beat_at = t0
+            self.pace.beat_taken(t0)
             if not body["waited"]:  # a held ask's time is its wait, not the heartbeat's
                 self.stats.hb.append((now - t0) * 1000)
                 self.stats.carried += 1
@@ -164,9 +165,10 @@ class SimAgent:
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
                 self.stats.error("results " + type(e).__name__)
             return 0
-        if not body["waited"]:
+        if not body["waited"]:  # past the cap: as the agent, at the pace the server asks
             self.stats.immediate.append((now - t0) * 1000)
-            return check_interval
+            return self.pace.capped(body.get("retry_after"))
+        self.pace.held()
         self.stats.held += 1
         return 0
 
@@ -182,12 +184,13 @@ class Stats:
 
 
 async def _agent_main(agent, stop, start_delay, hb_interval, check_interval):
+    agent.pace = Pace(hb_interval, check_interval)
     await asyncio.sleep(start_delay)
     await agent.heartbeat()  # as the real agent: heartbeat first, then ask for work
 
     async def beats():
         while not stop.is_set():
-            due = agent.beat_at + hb_interval - time.perf_counter()
+            due = agent.pace.beat_due(time.perf_counter())
             if due <= 0:  # no ask carried it
                 await agent.heartbeat()
                 continue
@@ -199,7 +202,7 @@ async def _agent_main(agent, stop, start_delay, hb_interval, check_interval):
     beat = asyncio.ensure_future(beats())
     try:
         while not stop.is_set():
-            pause = await agent.poll_once(check_interval, hb_interval)
+            pause = await agent.poll_once()
             if pause:
                 try:
                     await asyncio.wait_for(stop.wait(), pause)

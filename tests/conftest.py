@@ -58,7 +58,8 @@ class AppClient:
         self.config = server_config(tmp_path, **overrides)
         self.store = store
         self.registry = Registry(str(resources.bundled_plugins_dir()))
-        self.dispatcher = Dispatcher(self.config.MAX_WAITERS)
+        self.dispatcher = Dispatcher(self.config.MAX_WAITERS, self.config.MAX_POLL_RATE,
+                                     max_delay=self.config.CLIENT_TIMEOUT / 3)
         app = create_app(self.config, store, self.registry, self.dispatcher, ADMIN_TOKEN,
                          AGENT_TOKEN, str(resources.static_dir()), clock=store.clock)
         self.client = falcon.testing.TestClient(app)

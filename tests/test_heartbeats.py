@@ -134,3 +134,63 @@ def test_an_agent_past_the_waiter_cap_beats_through_its_asks(cluster):
     assert agent["status"] == "online"
     task = cluster.run_task(api, {"plugin": "echo", "action": "echo", "args": [1]})
     assert task["status"] == "success" and task["executor"] == "capped"
+
+
+def test_past_the_cap_a_big_fleet_is_told_to_ask_less_often(tmp_path, store):
+    from tests.conftest import AppClient
+    from tests.test_api import AGENT_TOKEN
+
+    api = AppClient(tmp_path, store, MAX_WAITERS=0, MAX_POLL_RATE=4, CLIENT_TIMEOUT=9)
+
+    def ask(name):
+        r = api.call("POST", "/agent/work", {"client": name, "wait": 20}, token=AGENT_TOKEN)
+        assert r.status_code == 200 and r.json["waited"] is False
+        return r.json["retry_after"]
+
+    # n agents polling at 4 asks a second in all: each every n / 4 s, at most 9 / 3 s.
+    assert [ask("a%d" % i) for i in range(1, 9)] == [0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0]
+    assert ask("a1") == 2.0  # an agent asking again is not counted twice
+    assert [ask("b%d" % i) for i in range(20)][-1] == 3.0
+
+
+def test_without_a_poll_rate_agents_past_the_cap_keep_their_own_interval(tmp_path, store):
+    from tests.conftest import AppClient
+    from tests.test_api import AGENT_TOKEN
+
+    api = AppClient(tmp_path, store, MAX_WAITERS=0, MAX_POLL_RATE=0)
+    for i in range(50):
+        r = api.call("POST", "/agent/work", {"client": "a%d" % i, "wait": 20}, token=AGENT_TOKEN)
+        assert r.json["retry_after"] == 0.0
+
+
+# -- the agent's side: octopus.agent.pace ---------------------------------------
+
+def test_a_paced_agent_carries_every_heartbeat_on_its_asks():
+    from octopus.agent.pace import Pace
+
+    pace = Pace(heartbeat_interval=10, task_check_interval=5, rand=lambda: 1.0)  # latest jitter
+    now, separate, carried = 0.0, 0, 0
+    pace.beat_taken(now)  # the first heartbeat, on its own
+    for _ in range(30):  # paced at 10 s (the cap a server at CLIENT_TIMEOUT 30 sends)
+        delay = pace.capped(10.0)
+        assert 10 <= delay <= 10.5
+        # The heartbeat loop wakes when its beat falls due: before the next ask?
+        if now + pace.beat_due(now) < now + delay:
+            separate += 1
+            pace.beat_taken(now + pace.beat_due(now))
+        now += delay
+        if pace.carry(now):
+            carried += 1
+            pace.beat_taken(now)
+    assert (separate, carried) == (0, 30)
+
+
+def test_an_agent_holding_long_polls_heartbeats_on_its_own():
+    from octopus.agent.pace import Pace
+
+    pace = Pace(heartbeat_interval=10, task_check_interval=5)
+    pace.beat_taken(0.0)
+    pace.held()
+    assert pace.beat_due(4.0) == 6.0
+    assert not pace.carry(4.0)  # due in 6 s: more than TASK_CHECK_INTERVAL away
+    assert pace.carry(5.5)

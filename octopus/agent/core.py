@@ -15,6 +15,7 @@ from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachabl
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
 from octopus.agent.outbox import Outbox, oldest
+from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import Runner
 from octopus.constants import run_error
@@ -53,7 +54,7 @@ class Agent:
         self._direct = self._client(timeout=5.0)
         self._report_later = threading.Event()  # results the quick path could not send
         self._digest = None
-        self._beat_at = float("-inf")  # monotonic time of the last heartbeat the server took
+        self._pace = Pace(config.HEARTBEAT_INTERVAL, config.TASK_CHECK_INTERVAL)
         self._threads = []
         self._instance = os.urandom(16).hex()  # tells the server this process from a former one
         self._local_api = None  # when LOCAL_API_PORT is set
@@ -68,7 +69,7 @@ class Agent:
         sent = time.monotonic()
         reply = client.request("POST", "/heartbeat", dict(self._beat(), client=self.name,
                                                           instance=self._instance))
-        self._beat_at = sent
+        self._pace.beat_taken(sent)
         self._sync_plugins(reply)
         return reply
 
@@ -76,10 +77,6 @@ class Agent:
         return {"hostname": socket.gethostname(), "ip": local_address(self.config.SERVER_URL),
                 "version": __version__, "concurrency": self.config.CONCURRENCY,
                 "python": "%d.%d.%d" % sys.version_info[:3], "running": self._held()}
-
-    def _beat_due(self, now):
-        """Seconds until the next heartbeat is due (<= 0: now)."""
-        return self._beat_at + self.config.HEARTBEAT_INTERVAL - now
 
     def _sync_plugins(self, reply):
         if reply.get("plugins") is not None and reply["plugins"] != self._digest:
@@ -98,14 +95,16 @@ class Agent:
         ask = {"client": self.name, "capacity": free, "wait": wait, "instance": self._instance,
                "stopping_runs": stopping, "running": running}
         sent = time.monotonic()
-        # Past the server's waiter cap this agent asks every TASK_CHECK_INTERVAL:
-        # the ask carries the heartbeat due before the next one, so the fleet
-        # sends one request per interval rather than two.
-        if self._beat_due(sent) < self.config.TASK_CHECK_INTERVAL:
+        # Past the server's waiter cap this agent asks every TASK_CHECK_INTERVAL
+        # (or as the server paces it): the ask carries the heartbeat due before
+        # the next one, so the fleet sends one request per interval, not two.
+        if self._pace.carry(sent):
             ask["heartbeat"] = self._beat()
         reply = client.request("POST", "/agent/work", ask, timeout=wait + 15)
         if reply.get("heartbeat"):
-            self._beat_at = sent
+            self._pace.beat_taken(sent)
+        if reply["waited"]:
+            self._pace.held()
         self._sync_plugins(reply)
         for run_id in reply.get("cancel", ()):
             self._cancel(run_id)
@@ -272,7 +271,7 @@ class Agent:
         client, interval, backoff = self._client(), self.config.HEARTBEAT_INTERVAL, Backoff()
         delay = 0
         while not self._stop.wait(delay):
-            due = self._beat_due(time.monotonic())
+            due = self._pace.beat_due(time.monotonic())
             if due > 0 and self._connected.is_set():  # an ask for work carried it
                 delay = due
                 continue
@@ -323,7 +322,7 @@ class Agent:
                 self._stop.wait(delay)
                 continue
             if reply is not None and not reply["runs"] and not reply["waited"]:
-                self._stop.wait(self.config.TASK_CHECK_INTERVAL)  # server is at its waiter cap
+                self._stop.wait(self._pace.capped(reply.get("retry_after")))  # at the waiter cap
 
     def _report_loop(self):
         """Send what the quick path in _on_done could not, retrying until it is acked."""

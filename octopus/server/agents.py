@@ -167,8 +167,12 @@ class WorkResource:
         if wait <= 0 or cancel:  # waited: true tells the agent to ask again at once
             return {"runs": self._claim(name, capacity), "waited": bool(cancel), "cancel": cancel}
         held = _ids(running) if capacity == 0 else set()
-        runs, cancel, waited = self._wait(name, capacity, wait, instance, stopping, held)
-        return {"runs": runs, "waited": waited, "cancel": cancel}
+        runs, cancel, waited, retry_after = self._wait(name, capacity, wait, instance,
+                                                       stopping, held)
+        answer = {"runs": runs, "waited": waited, "cancel": cancel}
+        if retry_after is not None:  # past the waiter cap: when to ask again at the soonest
+            answer["retry_after"] = retry_after
+        return answer
 
     def _cancels(self, name, stopping):
         """Runs to stop that the agent is not stopping already."""
@@ -185,7 +189,7 @@ class WorkResource:
         # Registered before the first look, so work handed out in between wakes us.
         waiter = self._dispatcher.register(name, instance, capacity)
         if waiter is None:  # over the cap: hand out what there is; the agent polls
-            return self._claim(name, capacity), [], False
+            return self._claim(name, capacity), [], False, self._dispatcher.poll_delay(name)
         runs, cancel = [], []
         try:
             deadline = self._clock() + wait
@@ -198,7 +202,7 @@ class WorkResource:
                 remaining = deadline - self._clock()
                 if runs or cancel or remaining <= 0 or not waiter.event.wait(remaining):
                     break
-            return runs, cancel, True
+            return runs, cancel, True, None
         finally:
             self._dispatcher.unregister(waiter)
 

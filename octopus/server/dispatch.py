@@ -5,6 +5,7 @@ them.  An agent registers as a waiter *before* it looks for work, so work
 handed to it between its look and its wait still wakes it.
 """
 import threading
+import time
 
 
 class Waiter:
@@ -18,9 +19,17 @@ class Waiter:
         self.cancelled = False  # its agent restarted: answer without handing out work
 
 
+PACE_WINDOW = 60.0  # seconds an agent past the waiter cap is counted as polling
+
+
 class Dispatcher:
-    def __init__(self, max_waiters):
+    def __init__(self, max_waiters, poll_rate=0, max_delay=10.0, clock=time.monotonic):
         self.max_waiters = max_waiters
+        self._poll_rate = poll_rate  # asks a second invited from agents past the cap; 0: any
+        self._max_delay = max_delay
+        self._clock = clock
+        self._pollers = {}  # agents past the cap -> when they last asked
+        self._pollers_pruned = clock()
         self._lock = threading.Lock()
         self._waiters = {}          # agent name -> [Waiter]
         self._count = 0
@@ -87,6 +96,28 @@ class Dispatcher:
                 self._count -= 1
                 if not waiters:
                     del self._waiters[waiter.name]
+
+    def poll_delay(self, name):
+        """Seconds agent ``name``, answered at once because of the waiter cap,
+        should wait at least before it asks again (it waits its own
+        TASK_CHECK_INTERVAL when that is longer).
+
+        The agents past the cap, spread out, ask ``poll_rate`` times a second
+        in all: ten thousand asking every 5 s would take the server's whole
+        core.  Never more than ``max_delay``, which keeps them online (each
+        ask carries the agent's heartbeat).
+        """
+        now = self._clock()
+        with self._lock:
+            self._pollers[name] = now
+            if now - self._pollers_pruned > PACE_WINDOW / 10:
+                cutoff = now - PACE_WINDOW
+                self._pollers = {n: t for n, t in self._pollers.items() if t >= cutoff}
+                self._pollers_pruned = now
+            polling = len(self._pollers)
+        if not self._poll_rate:
+            return 0.0
+        return round(min(self._max_delay, polling / self._poll_rate), 1)
 
     def waiting(self):
         with self._lock:

@@ -67,7 +67,8 @@ class Server:
             folders = [str(resources.bundled_plugins_dir()), config.path("plugins")]
         self.registry = Registry(folders)
         self.registry.plugins()
-        self.dispatcher = Dispatcher(config.MAX_WAITERS)
+        self.dispatcher = Dispatcher(config.MAX_WAITERS, config.MAX_POLL_RATE,
+                                     max_delay=config.CLIENT_TIMEOUT / 3)
         # Cancels asked for before a restart are found in the store on next asks.
         self.dispatcher.cancel(self.store.agents_with_cancels())
         self.scheduler = Scheduler(config, self.store, self.dispatcher)

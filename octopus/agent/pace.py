@@ -1,0 +1,45 @@
+"""When the agent heartbeats on its own, and when its asks for work carry it.
+
+An agent holding a long-poll heartbeats every HEARTBEAT_INTERVAL on its own
+connection.  Past the server's waiter cap it asks every TASK_CHECK_INTERVAL,
+or less often when the server paces a big fleet (``retry_after``): then each
+ask carries the heartbeat that would fall due before the next ask, and the
+heartbeat loop, given a little slack, finds it done.  One request per ask
+instead of two, for every agent past the cap.
+"""
+import random
+
+SLACK = 1.1  # a paced agent's heartbeat waits this much past its asks' interval
+JITTER = 0.1  # asks told the same delay are spread over this fraction of it
+
+
+class Pace:
+    def __init__(self, heartbeat_interval, task_check_interval, rand=random.random):
+        self._heartbeat_interval = heartbeat_interval
+        self._task_check_interval = task_check_interval
+        self._rand = rand
+        self.beat_at = float("-inf")  # when the last heartbeat the server took was sent
+        self.asks_every = None  # seconds between asks while past the cap, else None
+
+    def beat_taken(self, sent):
+        self.beat_at = sent
+
+    def beat_due(self, now):
+        """Seconds until a heartbeat of its own is due (<= 0: now)."""
+        interval = self._heartbeat_interval
+        if self.asks_every is not None:
+            interval = max(interval, self.asks_every * SLACK)
+        return self.beat_at + interval - now
+
+    def carry(self, now):
+        """Should an ask sent ``now`` carry the heartbeat?"""
+        return self.beat_due(now) < (self.asks_every or self._task_check_interval) * (1 + JITTER)
+
+    def capped(self, retry_after):
+        """The ask was answered at once at the waiter cap: seconds to the next one."""
+        self.asks_every = max(self._task_check_interval, retry_after or 0)
+        return self.asks_every * (1 - JITTER / 2 + self._rand() * JITTER)
+
+    def held(self):
+        """The ask was held (the server has room for this agent's waits)."""
+        self.asks_every = None
