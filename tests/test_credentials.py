@@ -3,6 +3,8 @@ CORS: in-process against the real app and store, and with real processes."""
 import hashlib
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -131,6 +133,23 @@ def test_revoking_refuses_the_token_and_loses_the_agents_runs_at_once(api, store
     assert api.call("POST", "/agents/nobody/revoke").status_code == 404
     new = enroll(api, "r1")
     assert api.call("POST", "/heartbeat", {"client": "r1"}, token=new).status_code == 200
+
+
+def test_revoking_answers_the_agents_held_ask_at_once(api):
+    token = enroll(api, "h1")
+    assert api.call("POST", "/heartbeat", {"client": "h1"}, token=token).status_code == 200
+    replies = []
+    held = threading.Thread(target=lambda: replies.append(api.call(
+        "POST", "/agent/work", {"client": "h1", "wait": 20}, token=token)))
+    held.start()
+    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the ask held")
+    started = time.monotonic()
+    assert api.call("POST", "/agents/h1/revoke").status_code == 200
+    held.join(10)
+    assert not held.is_alive() and time.monotonic() - started < 5
+    assert replies[0].status_code == 200 and replies[0].json["runs"] == []
+    assert api.call("POST", "/agent/work", {"client": "h1", "wait": 20},
+                    token=token).status_code == 401
 
 
 def test_revoking_a_name_that_never_enrolled_bars_the_shared_token(api):
