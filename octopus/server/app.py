@@ -7,6 +7,7 @@ from octopus.server import agents, maintenance, metrics, overview, system, tasks
 from octopus.server import credentials as creds
 from octopus.server.auth import AuthMiddleware, FailedAuth
 from octopus.server.errors import handle_unexpected, serialize_error
+from octopus.server.openapi import OpenApiResource
 
 
 def create_app(config, store, registry, dispatcher, admin_token, agent_token, static_dir,
@@ -47,6 +48,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/agent/tasks", tasks.AgentTasksResource(config, store, registry, dispatcher))
     app.add_route("/plugins", system.PluginsResource(registry))
     app.add_route("/plugins/{name}", system.PluginSourceResource(registry))
+    app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/", system.DashboardResource(static_dir))
     app.add_static_route("/static", static_dir)
     return app

@@ -69,7 +69,7 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY):
     if not data.strip():
         raise bad_request("request body is empty; expected a JSON object")
     try:
-        value = json.loads(data, parse_constant=_no_constant)
+        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
         if _SURROGATE_ESCAPE.search(data):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as e:
@@ -83,3 +83,12 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY):
 
 def _no_constant(name):
     raise ValueError("%s is not a JSON number" % name)
+
+
+def _finite(text):
+    """1e309 is valid JSON but a Python infinity, which replies would send as bare
+    Infinity (not JSON)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("%s is too large for a JSON number" % text[:50])
+    return value

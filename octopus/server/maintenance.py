@@ -174,7 +174,7 @@ class MaintenanceResource:
     def on_get(self, req, resp):
         validate.only_params(req, ("kind", "limit", "offset"))
         limit = validate.int_param(req, "limit", 100, 1, 1000)
-        offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
+        offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
         kind = req.get_param("kind")
         if kind is not None and kind not in KINDS:
             raise bad_request("kind must be one of %s" % ", ".join(KINDS), "kind")

@@ -10,6 +10,8 @@ from octopus.store.recurring import first_slot
 from octopus.timeutil import iso, parse_iso
 
 MAX_PREVIEW = 20
+MIN_HOURS, MAX_HOURS = 0.01, 24 * 7  # how far back /stats counts runs
+MAX_BUCKETS = 288
 
 
 class StatsResource:
@@ -21,8 +23,8 @@ class StatsResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, ("hours", "buckets"))
-        hours = validate.float_param(req, "hours", 1, 0.01, 24 * 7)
-        count = validate.int_param(req, "buckets", 12, 1, 288)
+        hours = validate.float_param(req, "hours", 1, MIN_HOURS, MAX_HOURS)
+        count = validate.int_param(req, "buckets", 12, 1, MAX_BUCKETS)
         bucket = hours * 3600 / count
         since = self._clock() - hours * 3600
         tasks, running = self._store.counts()

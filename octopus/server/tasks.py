@@ -53,11 +53,13 @@ class TasksResource:
     def on_get(self, req, resp):
         validate.only_params(req, FILTERS + ("limit", "offset", "q"))
         filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
-        limit = validate.int_param(req, "limit", 100, 1, 1000)
-        offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
+        limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
+        offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
         text = req.get_param("q")
-        if text is not None and len(text) > 200:
-            raise bad_request("q must be at most 200 characters", "q")
+        if text is not None and len(text) > validate.MAX_QUERY:
+            raise bad_request("q must be at most %d characters" % validate.MAX_QUERY, "q")
+        if text and "\x00" in text:  # SQLite's full-text query syntax ends a string at NUL
+            raise bad_request("q must not contain NUL", "q")
         tasks, total = self._store.list_tasks(filters, limit, offset, text=text or None)
         resp.media = {"tasks": tasks, "total": total, "limit": limit, "offset": offset}
 
@@ -197,8 +199,8 @@ class ExecutionsResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, ("task_id", "client", "status", "limit", "offset"))
-        limit = validate.int_param(req, "limit", 100, 1, 1000)
-        offset = validate.int_param(req, "offset", 0, 0, 10 ** 9)
+        limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
+        offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
         runs = self._store.list_executions(
             task_id=req.get_param("task_id"), client=req.get_param("client"),
             status=req.get_param("status"), limit=limit, offset=offset)

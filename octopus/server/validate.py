@@ -22,6 +22,10 @@ MAX_TIMEOUT = 10 ** 7  # seconds: about 115 days
 MAX_RETRIES = 100
 MAX_BACKOFF = 10
 MAX_NAME = 128
+MAX_OFFSET = 10 ** 9  # rows skipped by ?offset= in a listing
+MAX_QUERY = 200  # characters of a task search (?q=)
+_WHOLE = re.compile(r"[+-]?[0-9]{1,4300}")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def agent_name(value, field="client"):
@@ -203,10 +207,10 @@ def int_param(req, name, default, low, high):
     raw = req.get_param(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    # int() would also take "1_0", " 5" and non-ASCII digits.
+    if not _WHOLE.fullmatch(raw):
         raise bad_request("%s must be a whole number" % name, name)
+    value = int(raw)
     if not low <= value <= high:
         raise bad_request("%s must be between %d and %d" % (name, low, high), name)
     return value
@@ -216,10 +220,10 @@ def float_param(req, name, default, low, high):
     raw = req.get_param(name)
     if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
+    # float() would also take "nan", "inf", "1_0" and non-ASCII digits.
+    if not _DECIMAL.fullmatch(raw):
         raise bad_request("%s must be a number" % name, name)
+    value = float(raw)
     if not low <= value <= high:
         raise bad_request("%s must be between %g and %g" % (name, low, high), name)
     return value

@@ -1,0 +1,197 @@
+"""The shared component schemas of ``GET /openapi.json`` (see openapi.py).
+
+Limits come from the modules that enforce them, so the document cannot
+promise a number the server does not keep.  Request schemas are as strict as
+the server (task bodies refuse unknown fields); reply schemas name the fields
+a client may rely on and allow more, so a new column is not a broken contract.
+"""
+from octopus import schedule
+from octopus.constants import CatchUp, Overlap, RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus.server import agents, validate
+
+NULL_STRING = {"type": "string", "nullable": True}
+NULL_NUMBER = {"type": "number", "nullable": True}
+ANY = {"description": "Any JSON value."}
+TIME = {"type": "string", "description": "ISO 8601 UTC time with milliseconds: "
+                                         "2026-11-27T10:21:47.123Z"}
+NULL_TIME = dict(TIME, nullable=True)
+NAME = {"type": "string", "minLength": 1, "maxLength": 64,
+        "pattern": r"^[A-Za-z][A-Za-z0-9_]*$",
+        "description": "An identifier not starting with _ and not a Python keyword."}
+AGENT_NAME = {"type": "string", "minLength": 1, "maxLength": validate.MAX_NAME,
+              "pattern": r"^[^\s/\\]+$",
+              "description": "An agent's name: printable, no whitespace, / or \\; "
+                             "not %s or %s." % (TaskOwnership.ALL, TaskOwnership.ANYONE)}
+RUN_ID = {"type": "integer", "minimum": 1, "maximum": agents.MAX_ID}
+TASK_ID = {"type": "string", "description": "32 lowercase hex characters."}
+# Agent bodies are lenient (newer agents, older servers): a list of run ids
+# that is not one is ignored rather than refused.
+LENIENT_IDS = {"description": "An array of run ids; anything else, or an item that is not "
+                              "one, is ignored."}
+
+
+def ref(name):
+    return {"$ref": "#/components/schemas/" + name}
+
+
+def array(items, **limits):
+    return dict({"type": "array", "items": items}, **limits)
+
+
+def obj(properties, required=(), closed=False, **extra):
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def _task_input(required):
+    """POST and PUT bodies: the fields of validate.TASK_FIELDS, nothing else."""
+    props = {
+        "plugin": NAME,
+        "action": NAME,
+        "args": array(ANY),
+        "kwargs": {"type": "object"},
+        "owner": {"type": "string", "minLength": 1, "maxLength": validate.MAX_NAME,
+                  "description": "%s, %s or an agent's name (an agent that never connects "
+                                 "leaves the task Created)." % (TaskOwnership.ANYONE,
+                                                                TaskOwnership.ALL)},
+        "type": {"type": "string", "enum": list(TaskType.ALL)},
+        "execution_start_time": NULL_STRING,
+        "execution_end_time": NULL_STRING,
+        "interval": {"nullable": True, "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": schedule.MAX_INTERVAL},
+            {"type": "string", "description": "Whole seconds, or a 5-field cron."}]},
+        "timezone": NULL_STRING,
+        "timeout": {"type": "number", "nullable": True, "exclusiveMinimum": True,
+                    "minimum": 0, "maximum": validate.MAX_TIMEOUT},
+        "overlap": {"type": "string", "enum": list(Overlap.ALL)},
+        "catch_up": {"type": "string", "enum": list(CatchUp.ALL)},
+        "max_retries": {"type": "integer", "minimum": 0, "maximum": validate.MAX_RETRIES},
+        "retry_delay": {"type": "number", "minimum": 0, "maximum": validate.MAX_TIMEOUT},
+        "retry_backoff": {"type": "number", "minimum": 1, "maximum": validate.MAX_BACKOFF},
+    }
+    assert set(props) == set(validate.TASK_FIELDS), "a task field is missing here"
+    return obj(props, required, closed=True)
+
+
+TASK = obj({
+    "id": TASK_ID, "owner": {"type": "string"}, "plugin": {"type": "string"},
+    "action": {"type": "string"}, "args": array(ANY), "kwargs": {"type": "object"},
+    "type": {"type": "string", "enum": list(TaskType.ALL)},
+    "execution_start_time": NULL_TIME, "execution_end_time": NULL_TIME,
+    "interval": NULL_STRING, "timezone": NULL_STRING, "timeout": NULL_NUMBER,
+    "overlap": {"type": "string"}, "catch_up": {"type": "string"},
+    "max_retries": {"type": "integer"}, "retry_delay": {"type": "number"},
+    "retry_backoff": {"type": "number"}, "cancelled_at": NULL_TIME,
+    "status": {"type": "string", "enum": [TaskStatus.CREATED, TaskStatus.ACTIVE]
+               + list(TaskStatus.FINAL)},
+    "executor": NULL_STRING, "result": ANY,
+    "created_at": TIME, "updated_at": TIME, "next_run_at": NULL_TIME,
+}, required=("id", "owner", "plugin", "action", "args", "kwargs", "type", "status",
+             "created_at", "updated_at"))
+
+EXECUTION = obj({
+    "id": RUN_ID, "task_id": TASK_ID, "client": NULL_STRING,
+    "status": {"type": "string", "enum": list(RunStatus.PENDING + RunStatus.FINAL)},
+    "attempt": {"type": "integer"}, "due_at": NULL_TIME, "result": ANY,
+    "created_at": TIME, "updated_at": TIME, "started_at": NULL_TIME,
+    "finished_at": NULL_TIME, "duration": NULL_NUMBER,
+}, required=("id", "task_id", "status"))
+
+HEARTBEAT_FIELDS = {
+    "hostname": {"type": "string", "maxLength": 256, "nullable": True},
+    "ip": {"type": "string", "maxLength": 256, "nullable": True},
+    "version": {"type": "string", "maxLength": 256, "nullable": True},
+    "concurrency": {"type": "integer", "minimum": 1, "maximum": agents.MAX_CAPACITY},
+    "running": dict(LENIENT_IDS, description="Runs the agent answers for now (array of run "
+                                             "ids); anything else is ignored."),
+}
+
+SCHEMAS = {
+    "Error": obj({"error": obj({"message": {"type": "string"}, "field": NULL_STRING},
+                               required=("message", "field"))}, required=("error",),
+                 description="Every error reply; field names the body field or query "
+                             "parameter at fault, or is null."),
+    "TaskInput": dict(_task_input(("plugin", "action")),
+                      example={"plugin": "echo", "action": "echo", "args": [1, 2]}),
+    "TaskChanges": _task_input(()),
+    "AgentTaskInput": dict(_task_input(("client", "plugin", "action")), properties=dict(
+        _task_input(())["properties"], client=AGENT_NAME,
+        type={"type": "string", "enum": [TaskType.ADHOC]}),
+        example={"client": "web-01", "plugin": "echo", "action": "echo"}),
+    "Task": TASK,
+    "TaskWithExecutions": {"allOf": [TASK, obj({"executions": array(ref("Execution"))},
+                                               required=("executions",))]},
+    "TaskList": obj({"tasks": array(ref("Task")), "total": {"type": "integer"},
+                     "limit": {"type": "integer"}, "offset": {"type": "integer"}},
+                    required=("tasks", "total", "limit", "offset")),
+    "Execution": EXECUTION,
+    "ExecutionWithOutput": {"allOf": [EXECUTION, obj({"output": NULL_STRING})]},
+    "ExecutionList": obj({"executions": array(ref("Execution")), "limit": {"type": "integer"},
+                          "offset": {"type": "integer"}},
+                         required=("executions", "limit", "offset")),
+    "Agent": obj({"name": {"type": "string"}, "hostname": NULL_STRING, "ip": NULL_STRING,
+                  "version": NULL_STRING, "concurrency": {"type": "integer"},
+                  "first_seen": TIME, "last_heartbeat": TIME, "running": {"type": "integer"},
+                  "status": {"type": "string", "enum": ["online", "offline"]},
+                  "credential": {"type": "string", "enum": ["enrolled", "revoked"],
+                                 "nullable": True},
+                  "enrolled_at": NULL_TIME, "revoked_at": NULL_TIME},
+                 required=("name", "status")),
+    "Plugin": obj({"name": {"type": "string"}, "sha256": {"type": "string"},
+                   "doc": {"type": "string"}, "actions": array({"type": "string"}),
+                   "action_docs": array(obj({"name": {"type": "string"},
+                                             "doc": {"type": "string"},
+                                             "signature": {"type": "string"}}))},
+                  required=("name", "sha256", "actions")),
+    "Heartbeat": obj(dict(HEARTBEAT_FIELDS, client=AGENT_NAME,
+                          instance={"type": "string", "maxLength": 64, "nullable": True},
+                          stopping={"description": "true: the agent is shutting down; any "
+                                                   "other value is ignored."}),
+                     required=("client",),
+                     example={"client": "web-01", "hostname": "web-01.example.net"}),
+    "WorkRequest": obj({
+        "client": AGENT_NAME,
+        "capacity": {"type": "integer", "minimum": 0, "maximum": agents.MAX_CAPACITY},
+        "wait": {"type": "number", "minimum": 0, "maximum": 3600,
+                 "description": "Held at most the server's LONG_POLL_TIMEOUT."},
+        "instance": {"type": "string", "maxLength": 64, "nullable": True},
+        "stopping_runs": LENIENT_IDS, "running": LENIENT_IDS,
+        "heartbeat": obj(HEARTBEAT_FIELDS, nullable=True),
+    }, required=("client",), example={"client": "web-01", "capacity": 1, "wait": 0}),
+    "Work": obj({"runs": array(obj({"id": RUN_ID, "task_id": TASK_ID,
+                                    "plugin": {"type": "string"},
+                                    "action": {"type": "string"}, "args": array(ANY),
+                                    "kwargs": {"type": "object"},
+                                    "plugin_sha256": NULL_STRING, "timeout": NULL_NUMBER,
+                                    "attempt": {"type": "integer"},
+                                    "lease": {"type": "string"}},
+                                   required=("id", "task_id", "plugin", "action"))),
+                 "waited": {"type": "boolean"}, "cancel": array(RUN_ID),
+                 "plugins": {"type": "string"}, "heartbeat": {"type": "boolean"},
+                 "retry_after": {"type": "number", "description": "Past the waiter cap: "
+                                                                 "seconds before asking again."}},
+                required=("runs", "waited", "cancel", "plugins", "heartbeat")),
+    "Results": obj({"client": AGENT_NAME, "results": array(obj({
+        "id": RUN_ID, "status": {"type": "string", "enum": list(RunStatus.REPORTED)},
+        "result": ANY, "output": NULL_STRING,
+        "duration": {"type": "number", "minimum": 0, "nullable": True},
+        "lease": NULL_STRING}, required=("id", "status")),
+        minItems=1, maxItems=agents.MAX_RESULTS)}, required=("client", "results")),
+    "Acks": obj({"acked": array(RUN_ID),
+                 "rejected": array(obj({"id": {"type": "integer"},
+                                        "reason": {"type": "string"}}))},
+                required=("acked", "rejected")),
+    "Health": obj({"status": {"type": "string", "enum": ["ok", "error"]},
+                   "database": {"type": "string"}, "version": {"type": "string"},
+                   "schema_version": {"type": "integer"}, "uptime": {"type": "number"},
+                   "tasks": obj({}, additionalProperties={"type": "integer"}),
+                   "pending": {"type": "integer"}, "active": {"type": "integer"},
+                   "running": {"type": "integer"}, "agents_online": {"type": "integer"},
+                   "agents_waiting": {"type": "integer"}},
+                  required=("status", "database")),
+}
