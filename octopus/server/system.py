@@ -132,6 +132,11 @@ class SecurityHeaders:
     must not mix cached modules of the old version with new ones.
     """
 
+    def process_request(self, req, resp):
+        # falcon's static route answers every method with the file, DELETE too.
+        if req.path.startswith("/static/") and req.method not in ("GET", "HEAD", "OPTIONS"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+
     def process_response(self, req, resp, resource, req_succeeded):
         if req.path.startswith("/static/") or req.path == "/":
             resp.set_headers(SECURITY_HEADERS)
