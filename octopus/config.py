@@ -158,6 +158,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("THREADS", 16, _int(1, 512), "Worker threads for ordinary requests."),
     Setting("MAX_WAITERS", 256, _int(0, 10000), "Agents allowed to hold a long-poll for work at once; others poll."),
     Setting("MAX_POLL_RATE", 1000, _int(0, 1000000), "Asks a second the server invites from agents past MAX_WAITERS: more agents are told to ask less often (at most every CLIENT_TIMEOUT / 3 s); 0: each asks every TASK_CHECK_INTERVAL."),
+    Setting("TRUSTED_PROXY", "", _text, "Address of a reverse proxy whose X-Forwarded-For/-Proto are believed (client addresses in the audit log and the failed-login limit); empty: none, such headers are dropped."),
     Setting("LONG_POLL_TIMEOUT", 25, _int(1, 300), "Longest time a waiting agent is held before it asks again."),
 ]
 

@@ -13,6 +13,7 @@ import * as tasks from "./views/tasks.js";
 import * as newTask from "./views/new-task.js";
 import * as detail from "./views/task-detail.js";
 import * as plugins from "./views/plugins.js";
+import * as audit from "./views/audit.js";
 
 const POLL_MS = 1500;
 const STALE_MS = 5000; // "Live" greys out when the last answer is older than this
@@ -24,6 +25,7 @@ const routes = [
   [/^\/tasks\/new$/, newTask, "new"],
   [/^\/tasks\/([0-9a-f]{32})$/, detail, "tasks"],
   [/^\/plugins$/, plugins, "plugins"],
+  [/^\/audit$/, audit, "audit"],
 ];
 
 const $ = (id) => document.getElementById(id);

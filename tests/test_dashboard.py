@@ -141,6 +141,25 @@ def test_the_plugin_list_shows_each_plugins_actions_and_docstrings(page):
     shot(page, "plugins")
 
 
+def test_the_audit_log_shows_who_changed_what_and_filters_by_action(page, cluster):
+    api = cluster.api()
+    _, task = api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "owner": "nobody"})
+    assert api.call("DELETE", "/tasks/" + task["id"])[0] == 204
+    api.close()
+    signed_in(page, "audit")
+    deleted = page.locator("table.audit tbody tr", has_text="task.delete").filter(has_text=task["id"])
+    expect(deleted).to_contain_text("admin")
+    expect(deleted).to_contain_text("127.0.0.1")
+    created = page.locator("table.audit tbody tr", has_text="task.create").filter(has_text=task["id"])
+    expect(created.locator("a")).to_have_attribute("href", "#/tasks/" + task["id"])
+    page.select_option("#a-action", "task.delete")
+    expect(page.locator("table.audit tbody tr", has_text="task.create")).to_have_count(0)
+    expect(deleted).to_be_visible()
+    assert "action=task.delete" in page.url
+    expect(page.locator("nav [aria-current=page]")).to_have_text("Audit")
+    shot(page, "audit")
+
+
 def test_an_anyone_echo_task_made_in_the_form_turns_success_with_its_result(page):
     signed_in(page, "tasks/new")
     expect(page.locator("#plugin option[value=echo]")).to_be_attached()
@@ -434,6 +453,7 @@ def test_narrow_screen_keeps_the_views_usable(page, cluster):
     for route, ready in (("tasks", "table.tasks tbody tr"), ("overview", ".counts li"),
                          ("agents", "table.agents tbody tr"), ("tasks/new", "#plugin option"),
                          ("plugins", "#plugin-echo tbody tr"),
+                         ("audit", "table.audit tbody tr"),
                          ("tasks/" + listed["tasks"][0]["id"], "table.runs tbody tr")):
         page.goto(page.base + "/#/" + route)
         expect(page.locator(ready).first).to_be_attached()

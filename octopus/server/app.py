@@ -3,7 +3,7 @@ import time
 
 import falcon
 
-from octopus.server import agents, maintenance, metrics, overview, system, tasks
+from octopus.server import agents, audit, maintenance, metrics, overview, system, tasks
 from octopus.server import credentials as creds
 from octopus.server.auth import AuthMiddleware, FailedAuth
 from octopus.server.errors import handle_unexpected, serialize_error
@@ -18,6 +18,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
                                  AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN,
                                                 credentials, config.REQUIRE_ENROLLMENT,
                                                 FailedAuth(clock)),
+                                 audit.AuditMiddleware(store),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
@@ -39,6 +40,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/stats", overview.StatsResource(store, clock))
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))
+    app.add_route("/audit", audit.AuditResource(store))
     beats = agents.Beats(config, store, registry, dispatcher, clock)
     app.add_route("/heartbeat", agents.HeartbeatResource(beats, registry, dispatcher))
     app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher, beats,

@@ -12,6 +12,7 @@ import threading
 
 import falcon
 
+from octopus.server.audit import note
 from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import ApiError, conflict, not_found, read_json
@@ -126,6 +127,7 @@ class EnrollResource:
                            % (name, name))
         log.info("Agent %s %s (from %s)", name, "renewed its credential" if own else "enrolled",
                  req.remote_addr)
+        note(req, "agent.renew" if own else "agent.enroll", name)
         resp.status = falcon.HTTP_201
         resp.media = {"client": name, "token": token}
 
@@ -142,8 +144,10 @@ class AgentResource:
         self._revoker = revoker
 
     def on_delete(self, req, resp, name):
-        if not self._revoker.revoke(name, why="forgotten") or not self._revoker.forget(name):
+        row = self._revoker.revoke(name, why="forgotten")
+        if not row or not self._revoker.forget(name):
             raise not_found("no agent named %s" % name)
+        note(req, "agent.forget", name, {"tasks_with_lost_runs": row["tasks"]})
         resp.status = falcon.HTTP_204
 
 
@@ -157,6 +161,7 @@ class RevokeResource:
         row = self._revoker.revoke(name)
         if row is None:
             raise not_found("no agent named %s" % name)
+        note(req, "agent.revoke", name, {"tasks_with_lost_runs": row["tasks"]})
         resp.media = {"name": name, "credential": REVOKED, "enrolled_at": row["enrolled_at"],
                       "revoked_at": row["revoked_at"], "tasks": row["tasks"]}
 

@@ -105,7 +105,8 @@ class Maintenance:
         return detail, error
 
     def retention(self, now):
-        """Delete finished runs, then finished tasks, older than RETENTION_DAYS."""
+        """Delete finished runs, then finished tasks, then audit entries, older than
+        RETENTION_DAYS."""
         cutoff = iso(now - self._config.RETENTION_DAYS * DAY)
         detail = {"cutoff": cutoff, "batches": 0, "longest_batch": 0.0}
         store = self._store
@@ -113,7 +114,8 @@ class Maintenance:
         for key, delete in (("executions", store.delete_old_runs),
                             ("task_executions", store.delete_old_task_runs),
                             ("tasks", store.delete_old_tasks),
-                            ("orphan_cancels", store.delete_old_orphan_cancels)):
+                            ("orphan_cancels", store.delete_old_orphan_cancels),
+                            ("audit", store.delete_old_audit)):
             detail[key] = self._drain(delete, cutoff, detail)
         return detail
 

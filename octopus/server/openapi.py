@@ -19,6 +19,7 @@ from octopus.server.auth import ADMIN, AGENT, METRICS, PUBLIC
 from octopus.server.errors import MAX_BODY
 from octopus.server.openapi_schemas import (AGENT_NAME, NAME, NULL_TIME, RUN_ID, SCHEMAS, TASK_ID,
                                             TIME, array, obj, ref)
+from octopus.store.audit import AUDIT_FILTERS
 from octopus.store.maintenance import KINDS
 from octopus.store.tasks import FILTERS, MAX_PAGE
 
@@ -195,6 +196,15 @@ ROUTES = {
         "get": op(ADMIN, "Maintenance runs, settings and next times.",
                   {"type": "object", "required": ["runs", "settings", "next", "last"]},
                   errors=BAD, params=[query("kind", enum=list(KINDS))] + PAGE_PARAMS),
+    },
+    "/audit": {
+        "get": op(ADMIN, "The audit log: who changed what, when, from where; newest first.",
+                  ref("AuditPage"), errors=BAD,
+                  params=[query(n) for n in AUDIT_FILTERS] + [
+                      query("limit", "integer", 100, 1, MAX_PAGE),
+                      query("before", "integer", None, 1, agents.MAX_ID,
+                            description="An entry id: the page of entries older than it "
+                                        "(next_before of the page before).")]),
     },
     "/heartbeat": {
         "post": op(AGENT, "An agent says it is alive.",

@@ -176,11 +176,29 @@ SCHEMAS = {
                  "retry_after": {"type": "number", "description": "Past the waiter cap: "
                                                                  "seconds before asking again."}},
                 required=("runs", "waited", "cancel", "plugins", "heartbeat")),
+    "AuditPage": obj({
+        "entries": array(obj({
+            "id": {"type": "integer"}, "at": TIME,
+            "role": {"type": "string", "description": "admin or agent."},
+            "actor": {"type": "string", "description": "The token's name: admin, agent (the "
+                                                       "shared token) or an agent's name."},
+            "address": NULL_STRING, "action": {"type": "string"}, "target": NULL_STRING,
+            "detail": ANY}, required=("id", "at", "role", "actor", "action"))),
+        "limit": {"type": "integer"},
+        "next_before": {"type": "integer", "nullable": True,
+                        "description": "Pass as before= for older entries; null: none left."}},
+        required=("entries", "limit", "next_before")),
     "Results": obj({"client": AGENT_NAME, "results": array(obj({
         "id": RUN_ID, "status": {"type": "string", "enum": list(RunStatus.REPORTED)},
-        "result": ANY, "output": NULL_STRING,
-        "duration": {"type": "number", "minimum": 0, "nullable": True},
-        "lease": NULL_STRING}, required=("id", "status")),
+        "result": ANY,
+        # The server mends these rather than refuse a batch of results: a run
+        # must be settled, not lost, whatever an agent wrote.
+        "output": dict(ANY, description="Text; anything else is recorded as no output."),
+        "duration": dict(ANY, description="Seconds, 0 or more; anything else is recorded as "
+                                          "unknown."),
+        "lease": dict(ANY, description="The hand-out's lease (text of at most 64 "
+                                       "characters); anything else counts as none.")},
+        required=("id", "status")),
         minItems=1, maxItems=agents.MAX_RESULTS)}, required=("client", "results")),
     "Acks": obj({"acked": array(RUN_ID),
                  "rejected": array(obj({"id": {"type": "integer"},

@@ -23,6 +23,14 @@ FILES_KEPT = 200  # descriptors left for the database, logs, plugins and pipes
 MAX_OPEN_FILES = 1 << 20
 
 
+def _proxy(config):
+    """waitress's proxy settings: only TRUSTED_PROXY may tell the client's address."""
+    if not config.TRUSTED_PROXY:
+        return {}
+    return {"trusted_proxy": config.TRUSTED_PROXY, "trusted_proxy_count": 1,
+            "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}}
+
+
 def open_files_limit():
     """Raise this process's open-files limit to the hard limit; return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -95,7 +103,8 @@ class Server:
             threads=config.THREADS + config.MAX_WAITERS, asyncore_use_poll=True,
             connection_limit=limit, backlog=4096,
             channel_timeout=max(120, config.LONG_POLL_TIMEOUT * 2),
-            max_request_body_size=16 << 20, ident="octopus", clear_untrusted_proxy_headers=True)
+            max_request_body_size=16 << 20, ident="octopus", clear_untrusted_proxy_headers=True,
+            **_proxy(config))
         loop = "epoll" if eventloop.install(server) else "poll"
         log.info("Accepting up to %d connections (%s loop)", limit, loop)
         return server

@@ -8,6 +8,7 @@ import falcon
 from octopus import __version__
 from octopus.constants import TaskStatus
 from octopus.plugins import MAX_PLUGIN_BYTES, PluginRejected, valid_name
+from octopus.server.audit import note
 from octopus.server.auth import ADMIN, AGENT, PUBLIC
 from octopus.server.errors import ApiError, bad_request, not_found
 
@@ -100,6 +101,7 @@ class PluginSourceResource:
             raise bad_request("plugin %s refused: %s" % (name, e), "source")
         log.info("Plugin %s %s by upload (%d actions, sha256 %s)", name,
                  "added" if created else "replaced", len(plugin.actions), plugin.sha256[:12])
+        note(req, "plugin.upload", name, {"sha256": plugin.sha256, "created": created})
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.media = plugin.to_json()
 

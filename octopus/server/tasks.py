@@ -5,6 +5,7 @@ import falcon
 
 from octopus.constants import TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
+from octopus.server.audit import note
 from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
@@ -32,6 +33,7 @@ class TasksResource:
         fields = [self._validate(item, i if many else None)
                   for i, item in enumerate(body if many else [body])]
         tasks = create(self._config, self._store, self._dispatcher, fields)
+        audit_created(req, tasks)
         resp.status = falcon.HTTP_201
         if many:
             resp.media = {"tasks": tasks}
@@ -79,6 +81,12 @@ def create(config, store, dispatcher, fields):
     return tasks
 
 
+def audit_created(req, tasks):
+    for task in tasks:
+        note(req, "task.create", task["id"], {k: task[k] for k in (
+            "plugin", "action", "owner", "type")})
+
+
 def wait_final(store, dispatcher, task_id, wait, runs=MAX_PAGE):
     """The task once it is final, or after ``wait`` seconds; None if it is gone."""
     event = dispatcher.watch_task(task_id)
@@ -119,6 +127,7 @@ class AgentTasksResource:
             raise bad_request("an agent may create only Adhoc tasks", "type")
         [task] = create(self._config, self._store, self._dispatcher,
                         [validate.task_fields(body, self._registry)])
+        audit_created(req, [task])
         if wait:
             task = wait_final(self._store, self._dispatcher, task["id"], wait) or task
         resp.status = falcon.HTTP_201
@@ -156,6 +165,7 @@ class TaskResource:
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         log.info("Task %s updated: %s", task_id, ", ".join(sorted(changes)) or "no changes")
+        note(req, "task.update", task_id, {"changed": sorted(changes)})
         if task["status"] == TaskStatus.CREATED:
             # It may now be for other agents, or for ALL: hand it out again.
             hand_out(self._store, self._dispatcher, [task_id])
@@ -169,6 +179,7 @@ class TaskResource:
         if running:  # deleted while running: its agents must still stop the runs
             self._dispatcher.cancel(running)
         log.info("Task %s deleted%s", task_id, " (its runs are being stopped)" if running else "")
+        note(req, "task.delete", task_id, {"agents_stopping": sorted(running)})
         resp.status = falcon.HTTP_204
 
 
@@ -188,6 +199,7 @@ class CancelResource:
             raise not_found("no task %s" % task_id[:64])
         self._dispatcher.cancel(agents)
         self._dispatcher.tasks_finished([task_id] if task["status"] in TaskStatus.FINAL else [])
+        note(req, "task.cancel", task_id, {"status": task["status"]})
         log.info("Task %s cancelled%s", task_id,
                  " (stopping runs on %s)" % ", ".join(sorted(agents)) if agents else "")
         resp.media = task

@@ -230,6 +230,8 @@ def float_param(req, name, default, low, high):
 
 
 def only_params(req, allowed):
-    for name in req.params:
+    for name, value in req.params.items():
         if name not in allowed:
             raise bad_request("unknown query parameter %s" % name[:64], name[:64])
+        if isinstance(value, list):  # falcon would quietly take one of them
+            raise bad_request("query parameter %s is given more than once" % name, name)

@@ -9,6 +9,7 @@ import uuid
 
 from octopus.constants import RunStatus
 from octopus.store.agents import AgentQueries, Heartbeats
+from octopus.store.audit import AuditQueries
 from octopus.store.db import Database
 from octopus.store.maintenance import MaintenanceQueries
 from octopus.store.migrate import migrate
@@ -21,7 +22,8 @@ def new_task_id():
     return uuid.uuid4().hex
 
 
-class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQueries):
+class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQueries,
+            AuditQueries):
     def __init__(self, path, clock=time.time, new_id=new_task_id, client_timeout=30,
                  retry_max_delay=3600.0):
         self._db = Database(path)
