@@ -322,15 +322,33 @@ def tasks_delete(client, args):
 
 
 def agents(client, args):
+    if args.action:
+        return _agent_credential(client, args)
     reply = client.send("GET", "/agents")
     if args.json:
         return print_json(reply)
-    table(["NAME", "STATUS", "HOST", "IP", "VERSION", "SLOTS", "RUNNING", "LAST HEARTBEAT (UTC)"],
-          [[a["name"], a["status"], a.get("hostname"), a.get("ip"), a.get("version"),
-            a.get("concurrency"), a.get("running"), when(a.get("last_heartbeat"))]
-           for a in reply["agents"]])
+    table(["NAME", "STATUS", "CREDENTIAL", "HOST", "IP", "VERSION", "SLOTS", "RUNNING",
+           "LAST HEARTBEAT (UTC)"],
+          [[a["name"], a["status"], a.get("credential"), a.get("hostname"), a.get("ip"),
+            a.get("version"), a.get("concurrency"), a.get("running"),
+            when(a.get("last_heartbeat"))] for a in reply["agents"]])
     online = sum(a["status"] == "online" for a in reply["agents"])
     print("%d agent(s), %d online" % (len(reply["agents"]), online))
+
+
+def _agent_credential(client, args):
+    if not args.name:
+        raise CtlError("agents %s needs the agent's NAME" % args.action)
+    path = "/agents/" + urllib.parse.quote(args.name, safe="")
+    if args.action == "revoke":
+        reply = client.send("POST", path + "/revoke")
+    else:
+        reply = client.send("DELETE", path) or {"forgotten": args.name}
+    if args.json:
+        return print_json(reply)
+    print("Agent %s %s" % (args.name, "revoked: its token is refused, its unfinished runs were "
+                           "recorded lost" if args.action == "revoke" else
+                           "forgotten: the name may enroll again"))
 
 
 def plugins(client, args):

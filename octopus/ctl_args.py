@@ -104,7 +104,13 @@ def parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(metavar="{tasks,agents,plugins}")
     _tasks(sub, common)
-    _command(sub, "agents", ctl.agents, "list agents, online and offline", common)
+    ag = _command(sub, "agents", ctl.agents, "list agents, online and offline; 'agents revoke "
+                  "NAME' refuses an agent's credential, 'agents forget NAME' lets it enroll "
+                  "again", common)
+    ag.add_argument("action", nargs="?", choices=("revoke", "forget"),
+                    help="revoke NAME: its token is refused and its runs lost at once; "
+                         "forget NAME: revoke and remove it, so the name may enroll again")
+    ag.add_argument("name", nargs="?", metavar="NAME", help="the agent (for revoke, forget)")
     pl = _command(sub, "plugins", ctl.plugins,
                   "list plugins and their actions; 'plugins push FILE' uploads one", common)
     pl.add_argument("action", nargs="?", choices=("push",), help="push FILE: upload a plugin")

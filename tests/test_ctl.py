@@ -135,6 +135,29 @@ def test_agents_and_plugins(cluster):
                              for line in out.splitlines())
 
 
+def test_agents_revoke_and_forget(cluster):
+    from octopus.harness import AGENT_TOKEN
+
+    api = cluster.api()
+    status, enrolled = api.call("POST", "/agent/enroll", {"client": "ghost"}, token=AGENT_TOKEN)
+    assert status == 201
+    assert api.call("POST", "/heartbeat", {"client": "ghost"}, token=enrolled["token"])[0] == 200
+    code, out, _ = octopus(cluster, "agents")
+    assert any(line.split()[:3] == ["ghost", "online", "enrolled"] for line in out.splitlines())
+    code, out, _ = octopus(cluster, "agents", "revoke", "ghost")
+    assert code == 0 and "revoked" in out
+    _, listed = api.call("GET", "/agents")
+    assert {a["name"]: a["credential"] for a in listed["agents"]}["ghost"] == "revoked"
+    code, out, _ = octopus(cluster, "agents", "forget", "ghost")
+    assert code == 0 and "forgotten" in out
+    _, listed = api.call("GET", "/agents")
+    assert "ghost" not in {a["name"] for a in listed["agents"]}
+    code, _, err = octopus(cluster, "agents", "revoke", "ghost")
+    assert code == 2 and "ghost" in err and len(err.strip().splitlines()) == 1
+    code, _, err = octopus(cluster, "agents", "forget")
+    assert code == 2 and "NAME" in err
+
+
 def test_bad_input_is_one_line_and_exit_2(cluster):
     for args, text in ((["tasks", "show", ID], "not found"),
                        (["tasks", "create", "echo", "echo", "--args", "[1,"], "--args is not valid JSON"),
