@@ -124,6 +124,7 @@ def test_the_agent_list_shows_a_running_agent_online(page):
     row = page.locator("tbody tr", has_text=AGENT)
     expect(row.locator(".badge")).to_have_text("online")
     expect(row).to_contain_text("127.0.0.1")
+    expect(row).to_contain_text("enrolled")  # it has its own token
     expect(row.locator("time")).to_have_text(re.compile(r"(just now|\d+ s ago)"))
     expect(page.locator(".head")).to_contain_text("1 online, 0 offline")
     shot(page, "agents")

@@ -17,8 +17,8 @@ export function mount(root) {
     loading,
     h("div.scroll", null, h("table.grid.agents", null,
       h("thead", null, h("tr", null, h("th", null, "Status"), h("th", null, "Name"), h("th.opt", null, "Host"),
-        h("th.opt", null, "IP"), h("th.opt", null, "Version"), h("th.num", null, "Running"),
-        h("th", null, "Last heartbeat"))),
+        h("th.opt", null, "IP"), h("th.opt", null, "Version"), h("th.opt", null, "Credential"),
+        h("th.num", null, "Running"), h("th", null, "Last heartbeat"))),
       body)),
     empty);
   filter.addEventListener("input", () => render());
@@ -46,7 +46,7 @@ export function mount(root) {
 
 function agentRow(a) {
   return h("tr", null, h("td", null, badge(a.status)), h("td.strong"), h("td.opt"), h("td.opt.mono"),
-    h("td.opt"), h("td.num"), h("td", null, h("time")));
+    h("td.opt"), h("td.opt"), h("td.num"), h("td", null, h("time")));
 }
 
 function updateRow(tr, a) {
@@ -57,9 +57,12 @@ function updateRow(tr, a) {
   setText(c[2], a.hostname);
   setText(c[3], a.ip);
   setText(c[4], a.version || "—");
-  setText(c[5], a.concurrency ? `${a.running} / ${a.concurrency}` : a.running);
-  setAttr(c[5], "title", a.concurrency ? `${a.running} runs going; runs ${a.concurrency} at once` : null);
-  const t = c[6].firstChild;
+  // enrolled: it has its own token; revoked: refused; none: it uses the shared token.
+  setText(c[5], a.credential || "none");
+  setAttr(c[5], "title", a.revoked_at ? "Revoked " + a.revoked_at : a.enrolled_at ? "Enrolled " + a.enrolled_at : null);
+  setText(c[6], a.concurrency ? `${a.running} / ${a.concurrency}` : a.running);
+  setAttr(c[6], "title", a.concurrency ? `${a.running} runs going; runs ${a.concurrency} at once` : null);
+  const t = c[7].firstChild;
   setText(t, age(a.last_heartbeat));
   setAttr(t, "title", a.last_heartbeat);
   setAttr(t, "datetime", a.last_heartbeat);
