@@ -310,8 +310,15 @@ def test_http_servers_own_refusals_are_json_too(local):
 # -- the server's side: POST /agent/tasks -------------------------------------------
 
 
+def own_token(api, name="web-01"):
+    """The agent's own token: POST /agent/tasks does not take the shared one."""
+    r = api.call("POST", "/agent/enroll", {"client": name}, token=AGENT_TOKEN)
+    assert r.status_code == 201, r.text
+    return r.json["token"]
+
+
 def test_server_agent_tasks_creates_a_task_owned_by_the_client(api):
-    for token in (AGENT_TOKEN, ADMIN_TOKEN):
+    for token in (own_token(api), ADMIN_TOKEN):
         result = api.call("POST", "/agent/tasks", dict(ECHO, client="web-01", args=[1]),
                           token=token)
         assert result.status_code == 201, result.text
@@ -319,7 +326,7 @@ def test_server_agent_tasks_creates_a_task_owned_by_the_client(api):
         assert task["owner"] == "web-01" and task["type"] == "Adhoc" and task["args"] == [1]
         assert result.headers["location"] == "/tasks/" + task["id"]
     same = api.call("POST", "/agent/tasks", dict(ECHO, client="web-01", owner="web-01"),
-                    token=AGENT_TOKEN)
+                    token=ADMIN_TOKEN)
     assert same.status_code == 201 and same.json["owner"] == "web-01"
 
 
@@ -334,9 +341,18 @@ def test_server_agent_tasks_creates_a_task_owned_by_the_client(api):
     (dict(ECHO, client="web-01", status="success"), 400, "status"),
 ])
 def test_server_agent_tasks_refuses_and_changes_nothing(api, body, status, field):
-    result = api.call("POST", "/agent/tasks", body, token=AGENT_TOKEN)
+    result = api.call("POST", "/agent/tasks", body, token=own_token(api))
     assert result.status_code == status, result.text
     assert result.json["error"]["field"] == field
+    assert api.store.list_tasks(limit=10)[1] == 0
+
+
+def test_server_agent_tasks_needs_the_agents_own_token(api):
+    """The shared token speaks for agents that never enrolled; it must not run their plugins."""
+    result = api.call("POST", "/agent/tasks", dict(ECHO, client="never-enrolled"),
+                      token=AGENT_TOKEN)
+    assert result.status_code == 403 and result.json["error"]["field"] == "client"
+    assert "own token" in result.json["error"]["message"]
     assert api.store.list_tasks(limit=10)[1] == 0
 
 

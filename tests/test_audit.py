@@ -58,12 +58,12 @@ def test_a_refused_change_records_nothing(api, method, path, body):
 
 
 def test_an_agents_own_task_is_recorded_as_the_agents(api):
-    api.heartbeat("a1")
+    token = api.call("POST", "/agent/enroll", {"client": "a1"}, token=AGENT_TOKEN).json["token"]
     r = api.call("POST", "/agent/tasks", {"client": "a1", "plugin": "echo", "action": "echo"},
-                 token=AGENT_TOKEN)
+                 token=token)
     assert r.status_code == 201, r.text
-    [e] = entries(api)["entries"]
-    assert (e["action"], e["target"], e["role"]) == ("task.create", r.json["id"], "agent")
+    e = entries(api, action="task.create")["entries"][0]
+    assert (e["target"], e["role"], e["actor"]) == (r.json["id"], "agent", "a1")
 
 
 def test_reading_the_log_needs_the_admin_token(api):

@@ -116,6 +116,9 @@ def test_revoking_refuses_the_token_and_loses_the_agents_runs_at_once(api, store
     assert api.heartbeat("r1").status_code == 403  # nor the shared token for it
     [agent] = api.call("GET", "/agents").json["agents"]
     assert (agent["credential"], agent["status"]) == ("revoked", "offline")
+    assert api.call("GET", "/health").json["agents_online"] == 0  # offline there too
+    stats = api.call("GET", "/stats").json["agents"]
+    assert (stats["online"], stats["offline"]) == (0, 1)
     runs = api.call("GET", "/tasks/" + task["id"]).json["executions"]
     assert (run["id"], "lost") in {(e["id"], e["status"]) for e in runs}
     assert any(e["status"] == "queued" and e["attempt"] == 2 for e in runs)
@@ -173,6 +176,11 @@ def test_failed_authentication_is_slowed_down_but_good_tokens_pass(api, clock):
     assert api.call("POST", "/heartbeat", {"client": "x"}, token=AGENT_TOKEN,
                     remote_addr=addr).status_code == 429
     assert api.call("GET", "/tasks", token=None, remote_addr=addr).status_code == 429
+    # ... except an agent's own token (server-made, nothing to guess), even one never
+    # seen from here (after a restart, say): a guesser behind the NAT locks no agent out.
+    own = enroll(api, "behind-nat", token=ADMIN_TOKEN)
+    assert api.call("POST", "/heartbeat", {"client": "behind-nat"}, token=own,
+                    remote_addr=addr).status_code == 200
     # ... the admin's did, so it still passes; other addresses are not affected.
     assert api.call("GET", "/tasks", remote_addr=addr).status_code == 200
     assert api.call("GET", "/tasks", token="guess", remote_addr=other).status_code == 401
@@ -211,14 +219,15 @@ def test_an_agent_enrolls_once_and_keeps_its_identity_across_restarts(cluster):
     cluster.start_agent("e1")
     identity = cluster.root / "agent-e1" / "agent" / "identity.token"
     assert stat.S_IMODE(identity.stat().st_mode) == 0o600
-    token = identity.read_text().strip()
+    name, token = identity.read_text().split()
+    assert name == "e1" and len(token) >= 43
     api = cluster.api()
     [agent] = api.call("GET", "/agents")[1]["agents"]
     assert agent["credential"] == "enrolled"
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["executor"] == "e1"
     assert cluster.agents["e1"].stop() == 0
     cluster.start_agent("e1")
-    assert identity.read_text().strip() == token
+    assert identity.read_text().split() == ["e1", token]
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["executor"] == "e1"
     server_log = (cluster.root / "server" / "logs" / "server.log").read_text()
     assert server_log.count("Agent e1 enrolled") == 1
@@ -240,7 +249,7 @@ def test_an_agent_enrolls_once_and_keeps_its_identity_across_restarts(cluster):
 def test_a_revoked_agent_stops_and_its_run_is_tried_again_on_another(cluster, tmp_path):
     cluster.start_server()
     doomed = cluster.start_agent("doomed", env={"OCTOPUS_CONCURRENCY": "1"})
-    token = (cluster.root / "agent-doomed" / "agent" / "identity.token").read_text().strip()
+    token = (cluster.root / "agent-doomed" / "agent" / "identity.token").read_text().split()[1]
     api = cluster.api()
     started = tmp_path / "started"
     _, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run", "args": [
@@ -271,3 +280,34 @@ def test_a_revoked_agent_stops_and_its_run_is_tried_again_on_another(cluster, tm
 def _final(api, task_id):
     _, task = api.call("GET", "/tasks/%s?wait=5" % task_id)
     return task if task["status"] not in ("Created", "Active") else None
+
+
+def test_an_agents_own_proposed_token_makes_enrolling_safe_to_repeat(api):
+    token = "t" * 43
+    for _ in range(2):  # the first answer lost: asked again, answered the same
+        r = api.call("POST", "/agent/enroll", {"client": "p1", "token": token}, token=AGENT_TOKEN)
+        assert r.status_code == 201 and r.json["token"] == token
+    assert api.call("POST", "/heartbeat", {"client": "p1"}, token=token).status_code == 200
+    other = api.call("POST", "/agent/enroll", {"client": "p1", "token": "u" * 43},
+                     token=AGENT_TOKEN)
+    assert other.status_code == 409  # the name is someone else's token now
+    taken = api.call("POST", "/agent/enroll", {"client": "p3", "token": token}, token=AGENT_TOKEN)
+    assert taken.status_code == 409 and taken.json["error"]["field"] == "token"  # p1's token
+    for bad in ("short", "x" * 43 + "!", 5, "y" * 257):
+        r = api.call("POST", "/agent/enroll", {"client": "p2", "token": bad}, token=AGENT_TOKEN)
+        assert r.status_code == 400 and r.json["error"]["field"] == "token"
+    assert api.call("GET", "/agents").json["agents"] == [] or all(
+        a["name"] != "p2" for a in api.call("GET", "/agents").json["agents"])
+
+
+def test_a_forgotten_agent_enrolls_its_token_again_and_goes_on(cluster):
+    cluster.start_server()
+    cluster.start_agent("phoenix", env={"OCTOPUS_HEARTBEAT_INTERVAL": "1"})
+    api = cluster.api()
+    assert api.call("DELETE", "/agents/phoenix")[0] == 204
+    agent = cluster.agents["phoenix"]
+    wait_for(lambda: "enrolling it again" in agent.log(), 20, what="the agent to notice")
+    cluster.wait_online("phoenix")
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo", "owner": "phoenix"})[
+        "status"] == "success"
+    assert agent.alive()

@@ -2,6 +2,7 @@
 import json
 import resource
 import socket
+import time
 
 import pytest
 
@@ -91,3 +92,48 @@ def test_a_client_gone_mid_request_does_not_stall_the_others(server):
         sock.sendall(b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"a\"")
         sock.close()
     wait_for(lambda: api.call("GET", "/health")[0] == 200, timeout=10, what="/health answers")
+
+
+def test_no_answer_waits_for_the_loops_once_a_second_sweep(cluster):
+    """A lost wake-up would still be answered, by the sweep, a second late:
+    100 requests in a row would take 100 s."""
+    cluster.start_server()
+    api = cluster.api()
+    started = time.monotonic()
+    for i in range(50):
+        assert api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "args": [i],
+                                           "owner": "nobody"})[0] == 201
+        assert api.call("GET", "/health")[0] == 200
+    assert time.monotonic() - started < 10
+
+
+def test_a_server_on_several_sockets_runs_every_one_on_the_loop():
+    """An address resolving to several (localhost: 127.0.0.1 and ::1) makes a
+    MultiSocketServer, whose listeners each make their own channels."""
+    import http.client
+    import threading
+
+    import waitress
+
+    from octopus.server import eventloop
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = waitress.create_server(app, listen="127.0.0.1:0 127.0.0.1:0")
+    assert eventloop.install(server) is not None
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _, port in server.effective_listen:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            started = time.monotonic()
+            for _ in range(30):
+                conn.request("GET", "/")
+                assert conn.getresponse().read() == b"ok"
+            assert time.monotonic() - started < 10
+            conn.close()
+    finally:
+        server.close()
+        thread.join(10)

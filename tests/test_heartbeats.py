@@ -194,3 +194,15 @@ def test_an_agent_holding_long_polls_heartbeats_on_its_own():
     assert pace.beat_due(4.0) == 6.0
     assert not pace.carry(4.0)  # due in 6 s: more than TASK_CHECK_INTERVAL away
     assert pace.carry(5.5)
+
+
+def test_a_long_task_check_interval_never_stretches_the_heartbeat():
+    from octopus.agent.pace import Pace
+
+    pace = Pace(heartbeat_interval=10, task_check_interval=60)  # asks rarely; CLIENT_TIMEOUT 30
+    pace.beat_taken(0.0)
+    assert pace.capped(0.0) >= 57  # the server does not pace: its own interval
+    assert pace.beat_due(0.0) == 10  # but a heartbeat still every 10 s
+    pace.beat_taken(100.0)
+    pace.beat_taken(90.0)  # a held ask's late reply does not move it back
+    assert pace.beat_at == 100.0

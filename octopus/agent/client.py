@@ -80,10 +80,11 @@ class ServerClient:
                 if attempt == 2 or not reused or isinstance(e, socket.timeout):
                     raise Unreachable("%s %s: %s" % (method, path, e or type(e).__name__))
         self.last_status = response.status
-        if response.status == 401 and not isinstance(self._token, str):
-            self._token.refused(token)
         if response.status >= 400:
-            raise ServerError(response.status, *_error_of(payload))
+            error = ServerError(response.status, *_error_of(payload))
+            if response.status == 401 and not isinstance(self._token, str):
+                self._token.refused(token, error.message)
+            raise error
         if raw:
             return payload, response.headers
         return json.loads(payload) if payload else None

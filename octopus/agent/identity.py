@@ -1,15 +1,21 @@
 """The agent's own credential.
 
-On its first start an agent enrolls (``POST /agent/enroll``) with the shared
-agent token and keeps the token it is given in DATA_DIR/agent/identity.token
-(mode 0600); every request after that carries its own token, which speaks
-only for this agent.  When the server answers that token with 401 (an admin
-revoked or forgot the agent) the agent removes the file, logs one line saying
-so and stops; started again, it enrolls anew, which works once an admin has
-forgotten the name (``DELETE /agents/{name}``).
+On its first start an agent makes itself a token (32 random bytes), writes it
+with its name to DATA_DIR/agent/identity.token (mode 0600) and enrolls it
+(``POST /agent/enroll``, with the shared agent token): the server keeps its
+sha256.  Writing first makes enrolling safe to repeat: if the reply is lost,
+the agent proposes the same token again and the server answers as before.
+Every request after that carries the agent's own token, which speaks only
+for this agent.
+
+A 401 saying the credential was revoked stops the agent (its file removed;
+started again, it enrolls anew once an admin forgets the name).  A 401 for
+a token the server does not know (the agent was forgotten, or the database
+is new or restored) makes the agent enroll its token again, not stop.
 """
 import logging
 import os
+import secrets
 import threading
 
 from octopus.agent.client import ServerError
@@ -17,6 +23,7 @@ from octopus.agent.client import ServerError
 log = logging.getLogger("octopus.agent")
 
 FILE = "identity.token"
+REVOKED = "was revoked"  # in the server's 401 message for a revoked agent's token
 
 
 class Identity:
@@ -32,25 +39,32 @@ class Identity:
         self._shared = shared_token
         self._on_revoked = on_revoked
         self._lock = threading.Lock()
-        self._own = _read(self.path)
+        self._own = _read(self.path, name)  # this agent's token, enrolled or not yet
+        self._enrolled = bool(self._own)    # a token from the file was enrolled once
         self._legacy = False  # the server predates enrollment: the shared token it is
         self.revoked = False
 
     def token(self):
-        return self._own or self._shared
+        return self._own if self._enrolled else self._shared
 
     @property
     def ready(self):
-        return bool(self._own) or self._legacy
+        return self._enrolled or self._legacy
 
     def enroll(self, client):
-        """Get this agent's own token unless it has one.  Raises ServerError or
+        """Enroll this agent's token unless that is done.  Raises ServerError or
         Unreachable when it could not (the caller retries), except that a name
         the server will not enroll stops the agent."""
         if self.ready or self.revoked:
             return
+        with self._lock:
+            if not self._own:
+                self._own = secrets.token_urlsafe(32)
+                _write(self.path, self.name, self._own)  # before it is sent: see above
+            proposed = self._own
         try:
-            reply = client.request("POST", "/agent/enroll", {"client": self.name})
+            # Not enrolled yet, so the client sends the shared token.
+            client.request("POST", "/agent/enroll", {"client": self.name, "token": proposed})
         except ServerError as e:
             if e.status in (404, 405):  # an older server: go on as before
                 log.warning("The server does not enroll agents (%s): using the shared agent "
@@ -58,19 +72,24 @@ class Identity:
                 self._legacy = True
                 return
             if e.status == 409:
-                self._stop("the server will not enroll agent %s (this host has no credential "
-                           "for it in %s): %s" % (self.name, self.path, e.message))
+                self._stop("the server will not enroll agent %s with the token in %s (another "
+                           "host has the name, or an admin revoked it): %s"
+                           % (self.name, self.path, e.message))
             raise
-        _write(self.path, reply["token"])
         with self._lock:
-            self._own = reply["token"]
+            self._enrolled = True
         log.info("Agent %s enrolled: its own token is in %s (mode 0600)", self.name, self.path)
 
-    def refused(self, token):
-        """A request with ``token`` got 401: if it was this agent's own, the
-        server revoked (or forgot) it; anything else is left to the caller."""
+    def refused(self, token, message=""):
+        """A request with ``token`` got 401: if it was this agent's own, the server
+        revoked it (stop) or does not know it (enroll it again)."""
         with self._lock:
-            if self.revoked or not self._own or token != self._own:
+            if self.revoked or not self._enrolled or token != self._own:
+                return
+            self._enrolled = False
+            if REVOKED not in message:
+                log.warning("The server does not know this agent's token (forgotten by an "
+                            "admin, or a new or restored database): enrolling it again")
                 return
             self._own = None
         try:
@@ -87,22 +106,29 @@ class Identity:
         self._on_revoked()
 
 
-def _read(path):
+def _read(path, name):
+    """The token in ``path`` if it is ``name``'s (a renamed host enrolls anew)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read().strip() or None
+            lines = f.read().split()
     except OSError:
         return None
+    if len(lines) == 2 and lines[0] == name:
+        return lines[1]
+    if lines:
+        log.warning("%s holds another agent's token (the name is %s now): enrolling anew",
+                    path, name)
+    return None
 
 
-def _write(path, token):
-    """Write the token whole or not at all: a new file, mode 0600, renamed into place."""
+def _write(path, name, token):
+    """Write name and token whole or not at all: a new file, mode 0600, renamed into place."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # a leftover .tmp keeps its mode through O_CREAT
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+        f.write("%s %s\n" % (name, token))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

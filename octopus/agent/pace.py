@@ -20,15 +20,21 @@ class Pace:
         self._rand = rand
         self.beat_at = float("-inf")  # when the last heartbeat the server took was sent
         self.asks_every = None  # seconds between asks while past the cap, else None
+        self._paced = 0.0  # the server's retry_after: how far it stretched the asks
 
     def beat_taken(self, sent):
-        self.beat_at = sent
+        self.beat_at = max(self.beat_at, sent)  # a held ask's reply may come after a newer beat
 
     def beat_due(self, now):
-        """Seconds until a heartbeat of its own is due (<= 0: now)."""
+        """Seconds until a heartbeat of its own is due (<= 0: now).
+
+        Stretched only as far as the server paces the asks (it keeps
+        retry_after under CLIENT_TIMEOUT / 3), never by this agent's own
+        TASK_CHECK_INTERVAL, which knows nothing of the server's timeout.
+        """
         interval = self._heartbeat_interval
         if self.asks_every is not None:
-            interval = max(interval, self.asks_every * SLACK)
+            interval = max(interval, self._paced * SLACK)
         return self.beat_at + interval - now
 
     def carry(self, now):
@@ -37,7 +43,8 @@ class Pace:
 
     def capped(self, retry_after):
         """The ask was answered at once at the waiter cap: seconds to the next one."""
-        self.asks_every = max(self._task_check_interval, retry_after or 0)
+        self._paced = retry_after or 0.0
+        self.asks_every = max(self._task_check_interval, self._paced)
         return self.asks_every * (1 - JITTER / 2 + self._rand() * JITTER)
 
     def held(self):

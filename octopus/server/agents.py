@@ -108,7 +108,8 @@ def _ids(value):
     """A list of run ids from an agent, or an empty set if it is not one."""
     if not isinstance(value, list) or len(value) > 100000:
         return set()
-    return {i for i in value if isinstance(i, int) and not isinstance(i, bool)}
+    return {i for i in value if isinstance(i, int) and not isinstance(i, bool)
+            and 1 <= i <= MAX_ID}  # SQLite refuses to bind a larger one
 
 
 def _text(body, name, limit=256):

@@ -8,6 +8,7 @@ bytes, so there is nothing to guess from a hash that a slow hash would protect.
 import hashlib
 import logging
 import secrets
+import re
 import threading
 
 import falcon
@@ -15,13 +16,14 @@ import falcon
 from octopus.server.audit import note
 from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
-from octopus.server.errors import ApiError, conflict, not_found, read_json
+from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
 from octopus.server.validate import agent_name
 
 log = logging.getLogger("octopus.server")
 
 ENROLLED = "enrolled"
 REVOKED = "revoked"
+PROPOSED = re.compile(r"[A-Za-z0-9_-]{43,256}")  # token_urlsafe(32) or longer
 
 
 def token_hash(token):
@@ -74,9 +76,10 @@ class Credentials:
             return None
         return REVOKED if row["revoked_at"] is not None else ENROLLED
 
-    def enroll(self, name, replacing=None):
-        """A new token for ``name`` (None if the name is taken: see store.enroll_agent)."""
-        token = secrets.token_urlsafe(32)
+    def enroll(self, name, replacing=None, proposed=None):
+        """A token for ``name``: ``proposed`` by the agent, or a new one (None if
+        the name is taken: see store.enroll_agent)."""
+        token = proposed or secrets.token_urlsafe(32)
         row = self._store.enroll_agent(name, token_hash(token), replacing)
         if row is None:
             return None
@@ -117,8 +120,10 @@ class EnrollResource:
         if own is not None:
             check_client(req, name)  # an agent rotates only its own token
         replacing = token_hash(_bearer(req)) if own is not None else None
-        token = self._credentials.enroll(name, replacing)
+        token = self._credentials.enroll(name, replacing, _proposed(body))
         if token is None:
+            if self._credentials.state(name) is None:
+                raise conflict("that token is another agent's; make a new one", "token")
             if self._credentials.state(name) == REVOKED:
                 raise conflict("agent %s is revoked; an admin must DELETE /agents/%s before it "
                                "can enroll again" % (name, name))
@@ -130,6 +135,18 @@ class EnrollResource:
         note(req, "agent.renew" if own else "agent.enroll", name)
         resp.status = falcon.HTTP_201
         resp.media = {"client": name, "token": token}
+
+
+def _proposed(body):
+    """A token the agent made itself and wrote down before asking (so a lost
+    reply is harmless: asked again with it, the server answers the same)."""
+    token = body.get("token")
+    if token is None:
+        return None
+    if not isinstance(token, str) or not PROPOSED.fullmatch(token):
+        raise bad_request("token must be 43 to 256 URL-safe characters (A-Z a-z 0-9 - _), "
+                          "at least 32 random bytes", "token")
+    return token
 
 
 def _bearer(req):
@@ -145,7 +162,7 @@ class AgentResource:
 
     def on_delete(self, req, resp, name):
         row = self._revoker.revoke(name, why="forgotten")
-        if not row or not self._revoker.forget(name):
+        if not row:
             raise not_found("no agent named %s" % name)
         note(req, "agent.forget", name, {"tasks_with_lost_runs": row["tasks"]})
         resp.status = falcon.HTTP_204
@@ -181,7 +198,12 @@ class Revoker:
             agent_name(name)
         except ApiError:
             return None  # not a name any agent can have
-        row = self._credentials.revoke(name)
+        if why == "forgotten":
+            # Gone at once, never marked revoked: its next request finds the
+            # token unknown (and enrolls again), not "revoked" (and stops).
+            row = {} if self._credentials.forget(name) else None
+        else:
+            row = self._credentials.revoke(name)
         if row is None:
             return None
         self._dispatcher.release_all(name)
@@ -194,5 +216,3 @@ class Revoker:
             hand_out(self._store, self._dispatcher, requeued)
         return dict(row, tasks=finished + requeued)
 
-    def forget(self, name):
-        return self._credentials.forget(name)

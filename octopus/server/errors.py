@@ -27,8 +27,8 @@ def not_found(message):
     return ApiError(falcon.HTTP_404, message)
 
 
-def conflict(message):
-    return ApiError(falcon.HTTP_409, message)
+def conflict(message, field=None):
+    return ApiError(falcon.HTTP_409, message, field)
 
 
 def serialize_error(req, resp, exc):

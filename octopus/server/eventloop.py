@@ -23,6 +23,7 @@ import time
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger("octopus.server")
 
@@ -34,11 +35,18 @@ def available():
 
 
 def install(server):
-    """Run ``server`` (a waitress server, not yet running) on an EpollLoop."""
+    """Run ``server`` (a waitress server, not yet running) on an EpollLoop.
+
+    An address that resolves to several sockets (``localhost``: 127.0.0.1 and
+    ::1) gives a MultiSocketServer, whose listeners each make the channels.
+    """
     if not available():
         return None
     loop = EpollLoop()
-    server.channel_class = channel_class(loop)
+    listeners = [o for o in server.map.values() if isinstance(o, BaseWSGIServer)] \
+        if isinstance(server, MultiSocketServer) else [server]
+    for listener in listeners:
+        listener.channel_class = channel_class(loop)
     server.asyncore = loop  # waitress's run() calls self.asyncore.loop(...)
     return loop
 
@@ -51,10 +59,10 @@ def channel_class(loop):
             super().add_channel(map)
             loop.touch(self, wake=False)  # accepted on the loop's own thread
 
-        def del_channel(self, map=None):
+        def del_channel(self, map=None):  # the loop's thread, or a worker's (send_continue)
             fd = self._fileno
             super().del_channel(map)
-            loop.forget(fd)
+            loop.forget(fd, self)
 
         def service(self):  # on a worker thread
             try:
@@ -77,7 +85,8 @@ class EpollLoop:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._epoll = select.epoll()
-        self._flags = {}  # fd -> flags registered in the epoll set
+        self._flags = {}  # fd -> (the object, the flags) registered in the epoll set
+        self._forgotten = collections.deque()  # (fd, object) closed, from any thread
         self._touched = collections.deque()  # appended by any thread, drained by the loop
         self._map = {}
         self._always = []  # the listening socket and the trigger: asked every turn
@@ -101,16 +110,28 @@ class EpollLoop:
         if wake and self._trigger is not None:
             self._trigger.pull_trigger()
 
-    def forget(self, fd):
-        if fd is not None and self._flags.pop(fd, None) is not None:
-            try:
-                self._epoll.unregister(fd)
-            except (OSError, ValueError):
-                pass  # closed already, which removed it from the set
+    def forget(self, fd, obj):
+        """``obj`` closed its socket ``fd``: done on the loop's next turn, so the
+        epoll set and ``_flags`` are only ever changed by the loop's thread."""
+        if fd is not None:
+            self._forgotten.append((fd, obj))
+
+    def _drop(self, fd, obj=None):
+        entry = self._flags.get(fd)
+        if entry is None or (obj is not None and entry[0] is not obj):
+            return  # already gone, or the number now belongs to a newer socket
+        del self._flags[fd]
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass  # closed already, which removed it from the set
 
     # -- one turn -------------------------------------------------------------
 
     def turn(self, timeout):
+        forgotten = self._forgotten
+        while forgotten:
+            self._drop(*forgotten.popleft())
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
@@ -144,22 +165,22 @@ class EpollLoop:
             flags = select.EPOLLIN | select.EPOLLPRI
         if obj.writable() and not obj.accepting:
             flags |= select.EPOLLOUT
-        old = self._flags.get(fd)
-        if flags == old:
+        entry = self._flags.get(fd)
+        if entry is not None and entry[0] is obj and entry[1] == flags:
             return
         # Like poll2, a connection that wants nothing is not watched at all:
         # epoll would still report its hang-up, and waitress does not expect
         # one while a worker thread holds the request.
         if not flags:
-            self.forget(fd)
+            self._drop(fd)
             return
         try:
-            if old is None:
-                self._epoll.register(fd, flags)
-            else:
+            try:
                 self._epoll.modify(fd, flags)
-        except FileExistsError:  # a new socket on the number of one closed unseen
-            self._epoll.modify(fd, flags)
-        except FileNotFoundError:
-            self._epoll.register(fd, flags)
-        self._flags[fd] = flags
+            except FileNotFoundError:  # not in the set (new, or unwatched for a while)
+                self._epoll.register(fd, flags)
+        except OSError as e:  # closed by a worker thread meanwhile: its forget follows
+            log.debug("epoll: fd %d not watched: %s", fd, e)
+            self._flags.pop(fd, None)
+            return
+        self._flags[fd] = (obj, flags)

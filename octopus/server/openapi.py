@@ -170,7 +170,15 @@ ROUTES = {
                    "or renews it (with its own).",
                    {"type": "object", "required": ["client", "token"],
                     "properties": {"client": AGENT_NAME, "token": {"type": "string"}}},
-                   status=201, body=json_body(obj({"client": AGENT_NAME}, required=("client",))),
+                   status=201, body=json_body(obj({
+                       "client": AGENT_NAME,
+                       "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43,256}$",
+                                 "nullable": True,
+                                 "description": "A token the agent made (32 random bytes or "
+                                                "more, URL-safe base64) and wrote down first: "
+                                                "asking again with it is answered the same. "
+                                                "Absent or null: the server makes one."}},
+                       required=("client",))),
                    errors={**BAD, 409: "The name is enrolled already (only its own token may "
                                        "renew it) or revoked (an admin must forget it first)."}),
     },

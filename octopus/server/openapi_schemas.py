@@ -189,7 +189,10 @@ SCHEMAS = {
                         "description": "Pass as before= for older entries; null: none left."}},
         required=("entries", "limit", "next_before")),
     "Results": obj({"client": AGENT_NAME, "results": array(obj({
-        "id": RUN_ID, "status": {"type": "string", "enum": list(RunStatus.REPORTED)},
+        "id": RUN_ID,
+        "status": dict(ANY, description="One of %s; anything else is recorded as failed "
+                                        "(the run's result says why: BadReport)."
+                                        % ", ".join(RunStatus.REPORTED)),
         "result": ANY,
         # The server mends these rather than refuse a batch of results: a run
         # must be settled, not lost, whatever an agent wrote.

@@ -1,12 +1,13 @@
 """Routes for operators: /tasks, /tasks/{id}, /executions; and /agent/tasks."""
 import logging
+import threading
 
 import falcon
 
 from octopus.constants import TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
 from octopus.server.audit import note
-from octopus.server.auth import AGENT, check_client
+from octopus.server.auth import ADMIN, AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import ApiError, bad_request, conflict, not_found, read_json
 from octopus.store.tasks import FILTERS, MAX_PAGE, ConflictError
@@ -114,12 +115,20 @@ class AgentTasksResource:
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        # A wait holds one of the server's ordinary threads: a few at a time,
+        # so agents' local APIs cannot starve heartbeats and results.
+        self._waits = threading.BoundedSemaphore(max(1, config.THREADS // 4))
 
     def on_post(self, req, resp):
         validate.only_params(req, ("wait",))
         wait = validate.float_param(req, "wait", 0, 0, MAX_WAIT)
         body = read_json(req)
         name = check_client(req, validate.agent_name(body.pop("client", None)))
+        if req.context.agent is None and req.context.role != ADMIN:
+            # The shared token may speak for agents that never enrolled; it
+            # must not start their plugins: that takes the agent's own token.
+            raise ApiError(falcon.HTTP_403, "POST /agent/tasks needs the agent's own token "
+                           "(POST /agent/enroll), not the shared one", "client")
         if body.setdefault("owner", name) != name:
             raise ApiError(falcon.HTTP_403, "an agent may create tasks only for itself: owner "
                            "must be %s" % name, "owner")
@@ -128,8 +137,11 @@ class AgentTasksResource:
         [task] = create(self._config, self._store, self._dispatcher,
                         [validate.task_fields(body, self._registry)])
         audit_created(req, [task])
-        if wait:
-            task = wait_final(self._store, self._dispatcher, task["id"], wait) or task
+        if wait and self._waits.acquire(blocking=False):  # else answered at once
+            try:
+                task = wait_final(self._store, self._dispatcher, task["id"], wait) or task
+            finally:
+                self._waits.release()
         resp.status = falcon.HTTP_201
         resp.location = "/tasks/" + task["id"]
         resp.media = task

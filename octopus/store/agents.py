@@ -1,7 +1,10 @@
 """Agent rows: heartbeats, the fleet as the API shows it, and per-agent credentials."""
+import logging
 import threading
 
 from octopus.timeutil import iso
+
+log = logging.getLogger("octopus.store")
 
 AGENT_FIELDS = ("hostname", "ip", "version", "concurrency")
 FLUSH_EVERY = 1.0  # seconds between writes of heartbeat times kept in memory
@@ -44,7 +47,10 @@ class AgentQueries:
             flush = quiet and now >= beats.next_flush
         if quiet:
             if flush:  # the first heartbeat of each second carries everyone's to the database
-                self.flush_heartbeats()
+                try:
+                    self.flush_heartbeats()
+                except Exception:  # kept for the next flush; this agent's request is fine
+                    log.exception("Writing heartbeat times failed")
             return False
         try:
             return self._write_heartbeat(name, dict(zip(AGENT_FIELDS, fields)), now)
@@ -76,12 +82,17 @@ class AgentQueries:
         if not times:
             return 0
         gone = []
-        with self._db.write() as conn:
-            for name, when in times.items():
-                conn.execute("UPDATE agents SET last_heartbeat = max(last_heartbeat, ?) "
-                             "WHERE name = ?", (iso(when), name))
-                if not conn.changes():
-                    gone.append(name)
+        try:
+            with self._db.write() as conn:
+                for name, when in times.items():
+                    conn.execute("UPDATE agents SET last_heartbeat = max(last_heartbeat, ?) "
+                                 "WHERE name = ?", (iso(when), name))
+                    if not conn.changes():
+                        gone.append(name)
+        except BaseException:
+            with beats.lock:  # not lost: the next flush writes them
+                beats.unwritten.update(times)
+            raise
         if gone:  # rows deleted meanwhile: their next heartbeat writes them again
             with beats.lock:
                 for name in gone:
@@ -125,16 +136,23 @@ class AgentQueries:
 
         Refused (returns None) when the name has a credential already, unless
         it is the live one whose hash is ``replacing`` (the agent proved it
-        holds that token: a rotation).  A revoked name stays refused until
+        holds that token: a rotation), or the live one is ``token_hash`` itself
+        (a repeat).  A revoked name stays refused until
         ``forget_agent``.
         """
         ts = iso(self._clock())
         with self._db.write() as conn:
-            rows = conn.execute("SELECT token_hash, revoked_at FROM agent_credentials "
-                                "WHERE name = ?", (name,)).fetchall()
+            rows = conn.execute("SELECT token_hash, enrolled_at, revoked_at FROM "
+                                "agent_credentials WHERE name = ?", (name,)).fetchall()
+            if rows and rows[0]["revoked_at"] is None and rows[0]["token_hash"] == token_hash:
+                # The same token again: its agent did not hear the first answer.
+                return dict(rows[0], name=name, token_hash=token_hash)
             if rows and (replacing is None or rows[0]["revoked_at"] is not None
                          or rows[0]["token_hash"] != replacing):
                 return None
+            if conn.execute("SELECT 1 FROM agent_credentials WHERE token_hash = ? AND name != ?",
+                            (token_hash, name)).fetchall():
+                return None  # a proposed token that is another agent's
             conn.execute("INSERT INTO agent_credentials (name, token_hash, enrolled_at) "
                          "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                          "token_hash = excluded.token_hash, enrolled_at = excluded.enrolled_at",

@@ -344,13 +344,17 @@ class RunQueries(SettleQueries, RecurringQueries):
                                  "'queued' LIMIT 1", (run_id,)).fetchall())
 
     def reported(self, run_ids):
-        """Those of these runs that have ended or are gone with their task
-        (at most 1024 are looked at)."""
+        """Those of these runs that have ended, or are gone with their task and
+        stopped (at most 1024 are looked at)."""
         ids = sorted(run_ids)[:1024]
         with self._db.read() as conn:
+            marks = ", ".join("?" * len(ids))
+            # A run of a deleted task is gone from executions but its agent may
+            # still be stopping it: it frees its slot when its stop order goes.
             still_open = {r["id"] for r in conn.execute(
                 "SELECT id FROM executions WHERE id IN (%s) AND status IN "
-                "('queued', 'assigned', 'running')" % ", ".join("?" * len(ids)), ids)}
+                "('queued', 'assigned', 'running') UNION SELECT run_id FROM orphan_cancels "
+                "WHERE run_id IN (%s)" % (marks, marks), ids + ids)}
         return set(ids) - still_open
 
     def cancels_for(self, agent):

@@ -49,7 +49,10 @@ class StatsQueries:
     def agent_counts(self):
         cutoff = iso(self._clock() - self.client_timeout)
         with self._db.read() as conn:
-            row = conn.execute("SELECT count(*) AS total, sum(last_heartbeat >= ?) AS online "
-                               "FROM agents", (cutoff,)).fetchall()[0]
+            # A revoked agent is offline however recent its last heartbeat.
+            row = conn.execute(
+                "SELECT count(*) AS total, sum(last_heartbeat >= ? AND name NOT IN (SELECT "
+                "name FROM agent_credentials WHERE revoked_at IS NOT NULL)) AS online "
+                "FROM agents", (cutoff,)).fetchall()[0]
         return {"online": row["online"] or 0, "offline": row["total"] - (row["online"] or 0)}
 
