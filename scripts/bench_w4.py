@@ -41,6 +41,7 @@ class Conn:
         self.port, self.token = port, token
         self.r = self.w = None
         self.lock = asyncio.Lock()
+        self.sent = None
 
     def close(self):
         if self.w is not None:
@@ -49,6 +50,9 @@ class Conn:
 
     async def request(self, method, path, body=None, timeout=30.0):
         async with self.lock:
+            # When the request went out, after any wait for the connection:
+            # the real agent's threads each have their own.
+            self.sent = time.perf_counter()
             try:
                 if _timeout is not None:
                     async with _timeout(timeout):
@@ -112,19 +116,22 @@ class SimAgent:
             self._hb.close()
 
     async def heartbeat(self):
-        t0 = time.perf_counter()
+        conn = self.hb_conn()
         try:
-            status, _ = await self.hb_conn().request("POST", "/heartbeat", {
+            status, _ = await conn.request("POST", "/heartbeat", {
                 "client": self.name, "hostname": self.name, "version": "sim", "concurrency": 1,
                 "running": [], "instance": self.instance})
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
             self.stats.error("heartbeat " + type(e).__name__)
             return
+        t0 = conn.sent  # read before yielding: no other request has taken it since
         if status // 100 != 2:
             self.stats.error("heartbeat %d" % status)
         else:
             self.pace.beat_taken(t0)
-            self.stats.hb.append((time.perf_counter() - t0) * 1000)
+            ms = (time.perf_counter() - t0) * 1000
+            self.stats.hb.append(ms)
+            self.stats.hb_alone.append((ms, conn is not self.conn))
 
     async def poll_once(self):
         self.holding_since = time.perf_counter()
@@ -177,6 +184,7 @@ class Stats:
     def __init__(self):
         self.hb, self.immediate, self.held, self.errors, self.kinds = [], [], 0, 0, {}
         self.carried = 0  # heartbeats that rode on an ask for work
+        self.hb_alone = []  # (ms, on a second connection) of heartbeats sent on their own
 
     def error(self, kind):
         self.errors += 1
@@ -315,7 +323,7 @@ async def _w4b(port, pid, n, ramp_s, measure_s):
     sampler = asyncio.ensure_future(_health_sampler(port, health_stop, hsamples))
     await asyncio.sleep(ramp_s + 5)
     ramp_errors, hb0, imm0, held0 = stats.errors, len(stats.hb), len(stats.immediate), stats.held
-    carried0 = stats.carried
+    carried0, alone0 = stats.carried, len(stats.hb_alone)
     cpu = CpuMeter(pid).start()
     client0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
@@ -335,6 +343,11 @@ async def _w4b(port, pid, n, ramp_s, measure_s):
            "polls_answered_at_once_per_s": round((len(stats.immediate) - imm0) / elapsed),
            "held_polls_ended": stats.held - held0}
     row.update(summary(stats.hb[hb0:], "heartbeat_", points=(50, 99)))
+    alone = stats.hb_alone[alone0:]
+    row.update(summary([ms for ms, second in alone if not second], "heartbeat_alone_",
+                       points=(50, 99)))
+    row.update(summary([ms for ms, second in alone if second],
+                       "heartbeat_beside_a_held_ask_", points=(50, 99)))
     row.update(summary(stats.immediate[imm0:], "capped_poll_", points=(50, 99)))
     row.update(summary(hsamples, "health_", points=(50, 99)))
     stop.set()
