@@ -8,6 +8,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -66,6 +67,24 @@ class RotatingFile(logging.handlers.RotatingFileHandler):
         if self.stream is None:
             self.stream = self._open()
         return self._regular and 0 < self.maxBytes <= self._size
+
+
+class AtMostEvery(logging.Filter):
+    """Lets one record through per ``seconds``: for a warning that can come a
+    thousand times a second (waitress's "Task queue depth is N" under load),
+    where one line says as much and costs far less."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        super().__init__()
+        self._seconds, self._clock = seconds, clock
+        self._next = float("-inf")
+
+    def filter(self, record):
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + self._seconds
+        return True
 
 
 def _is_terminal(stream):

@@ -107,3 +107,19 @@ def test_agent_side_imports_nothing_but_the_standard_library():
                          cwd=str(Path(__file__).resolve().parent.parent), timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_warning_that_floods_is_let_through_once_every_few_seconds():
+    import logging
+
+    from octopus.logs import AtMostEvery
+
+    now = [100.0]
+    keep = AtMostEvery(10.0, clock=lambda: now[0])
+    record = logging.LogRecord("waitress.queue", logging.WARNING, "", 0, "Task queue depth is 5",
+                               None, None)
+    passed = []
+    for step in range(100):  # 25 s in quarter seconds
+        passed.append(keep.filter(record))
+        now[0] += 0.25
+    assert [i for i, ok in enumerate(passed) if ok] == [0, 40, 80]

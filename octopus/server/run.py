@@ -53,6 +53,7 @@ class Server:
     def __init__(self, config):
         ensure_data_dir(config)
         logs.setup(config, SERVER_LOGGERS, config.LOG_FILE)
+        logging.getLogger("waitress.queue").addFilter(logs.AtMostEvery(10.0))
         self.config = config
         self.admin_token, admin_file = load_or_create_token(
             config.ADMIN_TOKEN, config.path("admin.token"))
