@@ -197,6 +197,12 @@ class Cluster:
                 return task
         raise TimeoutError("task %s not final after %.0fs: %s" % (task["id"], timeout, task))
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):  # a failed setup must not leave processes running
+        self.stop()
+
     def stop(self):
         for proc in list(self.agents.values()):
             proc.stop()

@@ -83,9 +83,8 @@ def api(tmp_path, store):
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path / "cluster")
-    yield c
-    c.stop()
+    with Cluster(tmp_path / "cluster") as c:
+        yield c
 
 
 def pytest_report_header(config):

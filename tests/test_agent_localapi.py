@@ -49,8 +49,7 @@ def listening_ports(pid):
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     """A server, an agent with its local API on (generated token) and one without."""
-    cluster = Cluster(tmp_path_factory.mktemp("localapi"), env={"OCTOPUS_CONCURRENCY": "4"})
-    try:
+    with Cluster(tmp_path_factory.mktemp("localapi"), env={"OCTOPUS_CONCURRENCY": "4"}) as cluster:
         cluster.start_server()
         cluster.local_port = free_port()
         cluster.start_agent(NAME, env={"OCTOPUS_LOCAL_API_PORT": str(cluster.local_port)})
@@ -58,8 +57,6 @@ def local(tmp_path_factory):
         token_file = cluster.root / ("agent-" + NAME) / "local-api.token"
         cluster.local_token = token_file.read_text().strip()
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

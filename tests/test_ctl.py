@@ -20,13 +20,10 @@ ID = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("ctl"))
-    try:
+    with Cluster(tmp_path_factory.mktemp("ctl")) as c:
         c.start_server()
         c.start_agent("ctl-agent", env={"OCTOPUS_CONCURRENCY": "2"})
         yield c
-    finally:
-        c.stop()
 
 
 def environment(cluster, env=None, url=True):

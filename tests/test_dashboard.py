@@ -34,8 +34,7 @@ EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded wi
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("dashboard"))
-    try:
+    with Cluster(tmp_path_factory.mktemp("dashboard")) as c:
         c.start_server()
         c.start_agent(AGENT)
         api = c.api()
@@ -50,8 +49,6 @@ def cluster(tmp_path_factory):
                                     "timezone": "Europe/Paris"})
         api.close()
         yield c
-    finally:  # a failed setup must not leave the server running
-        c.stop()
 
 
 @pytest.fixture(scope="module")

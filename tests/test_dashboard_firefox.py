@@ -27,8 +27,7 @@ AGENT = "ff-agent"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("dashboard-firefox"))
-    try:
+    with Cluster(tmp_path_factory.mktemp("dashboard-firefox")) as c:
         c.start_server()
         c.start_agent(AGENT)
         api = c.api()
@@ -36,8 +35,6 @@ def cluster(tmp_path_factory):
         c.run_task(api, {"plugin": "echo", "action": "fail", "args": ["disk full"]})
         api.close()
         yield c
-    finally:  # a failed setup must not leave the server running
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,10 @@ SH = shutil.which("sh")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("health"))
-    try:
+    with Cluster(tmp_path_factory.mktemp("health")) as c:
         c.start_server()
         c.start_agent("hc-agent")
         yield c
-    finally:
-        c.stop()
 
 
 def check(*args, path=None):
