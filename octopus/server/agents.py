@@ -39,15 +39,15 @@ def _number_field(body, name, default, low, high):
 class Beats:
     """What a heartbeat does, whether it came alone or inside an ask for work."""
 
-    def __init__(self, config, store, registry, dispatcher, clock=time.time):
+    def __init__(self, config, store, dispatcher, clock=time.time):
         self._config = config
         self._store = store
-        self._registry = registry
         self._dispatcher = dispatcher
         self._clock = clock
 
-    def fields(self, body, req):
-        return {"hostname": _text(body, "hostname") or agent_name(body.get("client")),
+    def fields(self, name, body, req):
+        """What an agent says of itself, checked; ``name`` is its hostname if it says none."""
+        return {"hostname": _text(body, "hostname") or name,
                 "ip": _text(body, "ip") or req.remote_addr,
                 "version": _text(body, "version"),
                 "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
@@ -94,7 +94,7 @@ class HeartbeatResource:
     def on_post(self, req, resp):
         body = read_json(req)
         name = check_client(req, agent_name(body.get("client")))
-        info = self._beats.fields(body, req)
+        info = self._beats.fields(name, body, req)
         instance = _text(body, "instance", 64)
         if body.get("stopping") is True:  # its last word: hand it nothing more
             self._dispatcher.release(name, instance)
@@ -156,7 +156,7 @@ class WorkResource:
         if beat is not None and not isinstance(beat, dict):
             raise bad_request("heartbeat must be a JSON object", "heartbeat")
         # An agent polling past the waiter cap sends its heartbeat in the ask.
-        info = self._beats.fields(dict(beat, client=name), req) if beat else None
+        info = self._beats.fields(name, beat, req) if beat else None
         if info:
             self._beats.record(name, info, instance, beat.get("running"))
         answer = self._answer(name, capacity, wait, instance, _ids(body.get("stopping_runs")),
