@@ -1,5 +1,5 @@
 """The audit log: rows appended as changes are made, read newest first."""
-from octopus.store.db import dumps, loads
+from octopus.store.db import dumps, equal_to, loads, where_clause
 from octopus.timeutil import iso
 
 AUDIT_FILTERS = ("action", "target", "actor", "role")
@@ -24,18 +24,13 @@ class AuditQueries:
 
         Returns ``(entries, more)``: ``more`` says older entries are left.
         """
-        where, params = [], []
-        for name, value in (filters or {}).items():
-            if name not in AUDIT_FILTERS:
-                raise KeyError(name)
-            where.append("%s = ?" % name)
-            params.append(value)
+        where, params = equal_to(filters or {}, AUDIT_FILTERS)
         if before is not None:
             where.append("id < ?")
             params.append(before)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
         with self._db.read() as conn:
-            rows = conn.execute("SELECT * FROM audit%s ORDER BY id DESC LIMIT ?" % clause,
+            rows = conn.execute("SELECT * FROM audit%s ORDER BY id DESC LIMIT ?"
+                                % where_clause(where),
                                 params + [limit + 1]).fetchall()
         for row in rows:
             row["detail"] = loads(row["detail"])

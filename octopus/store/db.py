@@ -36,6 +36,23 @@ def loads(text):
     return None if text is None else json.loads(text)
 
 
+def equal_to(filters, allowed):
+    """``(conditions, params)`` keeping rows whose columns equal ``filters``
+    (None values left out).  Only names in ``allowed`` reach the SQL."""
+    where, params = [], []
+    for name, value in filters.items():
+        if name not in allowed:
+            raise KeyError(name)
+        if value is not None:
+            where.append("%s = ?" % name)
+            params.append(value)
+    return where, params
+
+
+def where_clause(conditions):
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
 def _dict_rows(cursor, row):
     return {d[0]: v for d, v in zip(cursor.getdescription(), row)}
 

@@ -11,7 +11,7 @@ handed to two agents however many ask at once.
 import os
 
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
-from octopus.store.db import dumps, loads
+from octopus.store.db import dumps, equal_to, loads, where_clause
 from octopus.store.recurring import RecurringQueries
 from octopus.store.settle import SettleQueries
 from octopus.store.tasks import MAX_PAGE
@@ -393,16 +393,12 @@ class RunQueries(SettleQueries, RecurringQueries):
         return [execution_from_row(r) for r in reversed(rows)]
 
     def list_executions(self, task_id=None, client=None, status=None, limit=100, offset=0):
-        where, params = [], []
-        for name, value in (("task_id", task_id), ("client", client), ("status", status)):
-            if value is not None:
-                where.append("%s = ?" % name)
-                params.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        where, params = equal_to({"task_id": task_id, "client": client, "status": status},
+                                 ("task_id", "client", "status"))
         with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT %s FROM executions%s ORDER BY id DESC LIMIT ? OFFSET ?"
-                % (EXECUTION_LIST_COLUMNS, clause),
+                % (EXECUTION_LIST_COLUMNS, where_clause(where)),
                 params + [min(limit, MAX_PAGE), offset]).fetchall()
         return [execution_from_row(r) for r in rows]
 

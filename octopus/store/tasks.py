@@ -2,7 +2,7 @@
 import string
 
 from octopus.constants import TaskStatus, TaskType
-from octopus.store.db import dumps, loads
+from octopus.store.db import dumps, equal_to, loads, where_clause
 from octopus.store.recurring import first_slot, reschedule
 from octopus.timeutil import iso, parse_iso
 
@@ -100,12 +100,7 @@ class TaskQueries:
         ``text`` keeps tasks with it in their id, plugin, action, owner,
         executor, args or kwargs (case-insensitive for ASCII).
         """
-        where, params = [], []
-        for name, value in (filters or {}).items():
-            if name not in FILTERS:
-                raise KeyError(name)
-            where.append("%s = ?" % name)
-            params.append(value)
+        where, params = equal_to(filters or {}, FILTERS)
         limit = min(limit, MAX_PAGE)
         with self._db.read() as conn:
             conn.execute("BEGIN")
@@ -124,7 +119,7 @@ class TaskQueries:
         return [task_from_row(r) for r in rows], total
 
     def _page(self, conn, where, params, limit, offset, total=None):
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        clause = where_clause(where)
         rows = conn.execute(
             "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
             params + [limit, offset]).fetchall()
