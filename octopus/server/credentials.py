@@ -161,8 +161,8 @@ class AgentResource:
         self._revoker = revoker
 
     def on_delete(self, req, resp, name):
-        row = self._revoker.revoke(name, why="forgotten")
-        if not row:
+        row = self._revoker.forget(name)
+        if row is None:
             raise not_found("no agent named %s" % name)
         note(req, "agent.forget", name, {"tasks_with_lost_runs": row["tasks"]})
         resp.status = falcon.HTTP_204
@@ -183,6 +183,15 @@ class RevokeResource:
                       "revoked_at": row["revoked_at"], "tasks": row["tasks"]}
 
 
+def _possible(name):
+    """Could an agent have this name?"""
+    try:
+        agent_name(name)
+        return True
+    except ApiError:
+        return False
+
+
 class Revoker:
     """What revoking does besides the credential: the agent's held requests are
     answered, and its unfinished runs are lost at once (tried again elsewhere,
@@ -193,19 +202,20 @@ class Revoker:
         self._dispatcher = dispatcher
         self._credentials = credentials
 
-    def revoke(self, name, why="revoked"):
-        try:
-            agent_name(name)
-        except ApiError:
-            return None  # not a name any agent can have
-        if why == "forgotten":
-            # Gone at once, never marked revoked: its next request finds the
-            # token unknown (and enrolls again), not "revoked" (and stops).
-            row = {} if self._credentials.forget(name) else None
-        else:
-            row = self._credentials.revoke(name)
-        if row is None:
+    def revoke(self, name):
+        """Refuse ``name``'s token from now on; its row, or None if unknown."""
+        row = self._credentials.revoke(name) if _possible(name) else None
+        return None if row is None else self._settle(name, row, "revoked")
+
+    def forget(self, name):
+        """Remove ``name`` and its credential, never marking it revoked: its next
+        request finds the token unknown (and enrolls again), not "revoked" (and
+        stops)."""
+        if not _possible(name) or not self._credentials.forget(name):
             return None
+        return self._settle(name, {}, "forgotten")
+
+    def _settle(self, name, row, why):
         self._dispatcher.release_all(name)
         finished, requeued = self._store.lose_runs(name)
         log.warning("Agent %s %s: its token is refused from now on; its unfinished runs are "
