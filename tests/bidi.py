@@ -14,6 +14,8 @@ import time
 
 import websocket
 
+from octopus.harness import wait_for
+
 FIREFOX = "/usr/bin/firefox-esr"
 
 # Pages report CSP violations on the console too (as well as Firefox itself).
@@ -41,7 +43,7 @@ class Firefox:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)  # its own process group: close() ends the content processes too
         try:
-            url = self._wait(self._listening, 30.0, "Firefox's WebDriver BiDi endpoint")
+            url = wait_for(self._listening, 30.0, 0.05, "Firefox's WebDriver BiDi endpoint")
             self.ws = websocket.create_connection(url + "/session", timeout=timeout, suppress_origin=True)
             self.send("session.new", {"capabilities": {}})
             self.send("session.subscribe", {"events": ["log.entryAdded"]})
@@ -65,17 +67,6 @@ class Firefox:
             raise BidiError("Firefox exited with %s:\n%s" % (self.proc.returncode, log))
         m = re.search(r"WebDriver BiDi listening on (ws://\S+)", log)
         return m and m.group(1)
-
-    @staticmethod
-    def _wait(probe, timeout, what):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError("timed out after %.0f s waiting for %s" % (timeout, what))
-            time.sleep(0.05)
 
     def send(self, method, params, timeout=None):
         """One command; events that arrive meanwhile are kept. Returns its result."""
@@ -121,7 +112,7 @@ class Firefox:
 
     def wait_for(self, expression, timeout=10.0, what=None):
         """Polls a JS expression until it is truthy; returns its value."""
-        return self._wait(lambda: self.eval(expression), timeout, what or expression)
+        return wait_for(lambda: self.eval(expression), timeout, 0.05, what or expression)
 
     def element(self, selector, timeout=10.0):
         """A reference to the (visible) element, scrolled into the viewport's centre."""
