@@ -611,19 +611,29 @@ def test_work_over_max_waiters_answers_at_once_and_still_hands_out_work(tmp_path
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
 
+def held_ask(api, body, what="the ask held"):
+    """POST /agent/work ``body`` on a thread, returned once the server holds it.
+    Call the result for ``(reply, seconds it took)``."""
+    replies, before, started = [], api.dispatcher.waiting(), time.monotonic()
+    thread = threading.Thread(target=lambda: replies.append(
+        api.call("POST", "/agent/work", body, token=AGENT_TOKEN)))
+    thread.start()
+    wait_for(lambda: api.dispatcher.waiting() > before, 10, what=what)
+
+    def answer():
+        thread.join(15)
+        [reply] = replies
+        return reply, time.monotonic() - started
+    return answer
+
+
 def test_waiting_agent_is_woken_by_a_new_task(api, clock):
     clock.now = time.time()  # the app compares start times with the wall clock
     heartbeat(api, "a")
-    replies = []
-    poller = threading.Thread(target=lambda: replies.append(api.call(
-        "POST", "/agent/work", {"client": "a", "wait": 20}, token=AGENT_TOKEN)))
-    started = time.monotonic()
-    poller.start()
-    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the ask held")
+    answer = held_ask(api, {"client": "a", "wait": 20})
     task = create(api)
-    poller.join(15)
-    assert time.monotonic() - started < 5  # woken, not timed out after 20 s
-    [r] = replies
+    r, took = answer()
+    assert took < 5  # woken, not timed out after 20 s
     assert r.json["waited"] is True
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
@@ -635,18 +645,12 @@ def test_a_full_agents_held_ask_takes_the_next_run_when_its_result_comes_in(api,
     first, second = create(api, owner="a"), create(api, owner="a")
     [run] = work(api, "a")
     assert run["task_id"] == first["id"]
-    replies = []
-    asker = threading.Thread(target=lambda: replies.append(api.call(
-        "POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 20,
-                                "running": [run["id"]]}, token=AGENT_TOKEN)))
-    started = time.monotonic()
-    asker.start()
-    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the full ask held")
+    answer = held_ask(api, {"client": "a", "capacity": 0, "wait": 20, "running": [run["id"]]},
+                      "the full ask held")
     assert api.dispatcher.waiting_names() == []  # full: not counted as asking for work
     report(api, "a", run["id"])
-    asker.join(15)
-    assert time.monotonic() - started < 5
-    [r] = replies
+    r, took = answer()
+    assert took < 5
     assert r.json["waited"] is True
     assert [x["task_id"] for x in r.json["runs"]] == [second["id"]]
 
@@ -656,17 +660,12 @@ def test_a_full_agents_held_ask_with_room_and_no_work_waits_for_work(api, clock)
     heartbeat(api, "a")
     create(api, owner="a")
     [run] = work(api, "a")
-    replies = []
-    asker = threading.Thread(target=lambda: replies.append(api.call(
-        "POST", "/agent/work", {"client": "a", "capacity": 0, "wait": 20,
-                                "running": [run["id"]]}, token=AGENT_TOKEN)))
-    asker.start()
-    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the full ask held")
+    answer = held_ask(api, {"client": "a", "capacity": 0, "wait": 20, "running": [run["id"]]},
+                      "the full ask held")
     report(api, "a", run["id"])
     wait_for(lambda: api.dispatcher.waiting_names() == ["a"], 10, what="the ask counted as asking")
     task = create(api)  # an Anyone task goes to the held ask
-    asker.join(15)
-    [r] = replies
+    r, _ = answer()
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
 
@@ -1241,16 +1240,12 @@ def test_put_owner_to_all_fans_out_to_online_agents(api):
 
 def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
     assert api.heartbeat("a", instance="old").status_code == 200
-    replies = []
-    old = threading.Thread(target=lambda: replies.append(api.call(
-        "POST", "/agent/work", {"client": "a", "instance": "old", "wait": 20}, token=AGENT_TOKEN)))
-    started = time.monotonic()
-    old.start()
-    wait_for(lambda: api.dispatcher.waiting() == 1, 10, what="the old process's ask held")
+    answer = held_ask(api, {"client": "a", "instance": "old", "wait": 20},
+                      "the old process's ask held")
     assert api.heartbeat("a", instance="new").status_code == 200
-    old.join(15)
-    assert time.monotonic() - started < 5  # released, not held for 20 s
-    assert work_reply(replies[0]) == {"runs": [], "waited": True, "cancel": []}
+    r, took = answer()
+    assert took < 5  # released, not held for 20 s
+    assert work_reply(r) == {"runs": [], "waited": True, "cancel": []}
     assert api.dispatcher.waiting() == 0
 
 
