@@ -54,7 +54,8 @@ class Beats:
 
     def record(self, name, info, instance, running):
         # A new process of this agent: its old one's held requests reach nobody.
-        if self._dispatcher.release_others(name, instance):
+        restarted = self._dispatcher.release_others(name, instance)
+        if restarted:
             log.info("Agent %s runs as a new process (instance %s)", name, instance)
         if self._store.heartbeat(name, info):
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
@@ -62,18 +63,19 @@ class Beats:
             self._dispatcher.wake(self._store.fan_out_due())
         else:
             log.debug("Heartbeat received from %s", name)
-        self._reconcile(name, running)
+        self._reconcile(name, running, restarted)
 
-    def _reconcile(self, name, running):
+    def _reconcile(self, name, running, restarted=False):
         """Runs the server thinks this agent has, and it says it has not, are lost.
 
         A run handed out less than two long-polls ago may still be on its way
-        to the agent, so it is left alone.
+        to the agent, so it is left alone, unless the agent is a new process:
+        what was handed to its former one will never reach it.
         """
         if not isinstance(running, list) or len(running) > 100000 or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in running):
             return  # an agent that does not say: nothing to reconcile
-        grace = 2 * self._config.LONG_POLL_TIMEOUT + 10
+        grace = 0 if restarted else 2 * self._config.LONG_POLL_TIMEOUT + 10
         finished, requeued = self._store.lose_runs(name, keep=set(running),
                                                    started_before=iso(self._clock() - grace))
         if finished or requeued:

@@ -58,14 +58,16 @@ class Dispatcher:
 
     def release_others(self, name, instance):
         """A heartbeat from ``instance`` of agent ``name``: if that is a new process,
-        drop the requests its former one left held.  Returns True for a new one.
+        drop the requests its former one left held.  Returns True when it replaces
+        a former process this server heard from (not for the first one it hears).
         """
         with self._lock:
-            if instance is None or self._instances.get(name) == instance:
+            former = self._instances.get(name)
+            if instance is None or former == instance:
                 return False
             self._instances[name] = instance
             self._release_others(name, instance)
-            return True
+            return former is not None
 
     def release(self, name, instance):
         """Agent ``name`` (this ``instance`` of it) is stopping: drop its held requests."""
