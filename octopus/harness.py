@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,32 @@ def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def finishes_within(timeout, call, what="call"):
+    """``call()``'s value, or TimeoutError if it has not returned after ``timeout``.
+
+    For a blocking call whose point is that it does not block for long (a wait
+    that is woken, a request answered at once): the call runs on a daemon
+    thread, so a broken feature fails the test instead of hanging it.
+    """
+    outcome = []
+
+    def run():
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # handed to the caller below
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name="finishes-within", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError("%s did not return within %.1fs" % (what, timeout))
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 class Api:

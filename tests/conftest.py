@@ -1,4 +1,12 @@
-"""Shared fixtures: a real SQLite store, the real app over it, real processes."""
+"""Shared fixtures: a real SQLite store, the real app over it, real processes.
+
+Tests that start processes (a server, an agent, the pyz, a browser, a
+script) are marked ``processes``, so ``pytest -m "not processes"`` runs the
+fast part alone: a module says so with ``pytestmark``, a test with the mark,
+and a test using the ``cluster`` fixture is marked here.  An unmarked test
+that starts a process fails and says so.
+"""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,6 +93,24 @@ def api(tmp_path, store):
 def cluster(tmp_path):
     with Cluster(tmp_path / "cluster") as c:
         yield c
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
+
+
+@pytest.fixture(autouse=True)
+def _processes_are_marked(request, monkeypatch):
+    if request.node.get_closest_marker("processes") is not None:
+        return
+    name = request.node.nodeid
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("%s starts a process: mark it @pytest.mark.processes" % name)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 def pytest_report_header(config):

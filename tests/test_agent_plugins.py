@@ -24,10 +24,17 @@ def test_the_cache_fetches_and_verifies_a_plugin(served, tmp_path):
 
 
 def test_a_plugin_replaced_since_the_hand_out_is_run_in_its_current_version(served, tmp_path):
-    cache = PluginCache(str(tmp_path / "cache"), served)
-    path = cache.ensure("echo", "0" * 64)  # the sha the run was handed out with, now stale
-    _, headers = served.request("GET", "/plugins/echo", raw=True)
-    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == headers["X-Plugin-SHA256"]
+    # The agent has an older copy cached; the run was handed out with the
+    # sha256 of a version the server has replaced since.
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    older = b"def echo(*args):\n    return 'the older copy'\n"
+    (folder / "echo.py").write_bytes(older)
+    cache = PluginCache(str(folder), served)
+    path = cache.ensure("echo", "0" * 64)
+    current, headers = served.request("GET", "/plugins/echo", raw=True)
+    assert open(path, "rb").read() == current != older
+    assert hashlib.sha256(current).hexdigest() == headers["X-Plugin-SHA256"]
 
 
 def test_a_plugin_name_that_is_not_an_identifier_is_refused(served, tmp_path):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, wait_for
+from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, finishes_within, wait_for
 
 ECHO = {"plugin": "echo", "action": "echo"}
 MAX_BODY = 1024 * 1024
@@ -592,19 +592,18 @@ def test_work_long_poll_waits_then_returns_empty(api):
 
 def test_work_wait_is_capped_by_long_poll_timeout(tmp_path, store, api):
     capped = type(api)(tmp_path / "capped", store, LONG_POLL_TIMEOUT=1)
-    started = time.monotonic()
-    r = capped.call("POST", "/agent/work", {"client": "a", "wait": 3600}, token=AGENT_TOKEN)
+    r = finishes_within(10, lambda: capped.call("POST", "/agent/work",
+                                                {"client": "a", "wait": 3600}, token=AGENT_TOKEN),
+                        "an ask for 3600 s capped to 1 s")
     assert work_reply(r) == {"runs": [], "waited": True, "cancel": []}
-    assert time.monotonic() - started < 10
 
 
 def test_work_over_max_waiters_answers_at_once_and_still_hands_out_work(tmp_path, store, api):
     full = type(api)(tmp_path / "full", store, MAX_WAITERS=0)
-    started = time.monotonic()
-    assert work_reply(full.call("POST", "/agent/work", {"client": "a", "wait": 20},
-                                token=AGENT_TOKEN)) == {"runs": [], "waited": False, "cancel": [],
-                                                        "retry_after": 0.0}  # one agent: no pacing
-    assert time.monotonic() - started < 5
+    r = finishes_within(10, lambda: full.call("POST", "/agent/work", {"client": "a", "wait": 20},
+                                              token=AGENT_TOKEN), "an ask past the cap")
+    assert work_reply(r) == {"runs": [], "waited": False, "cancel": [],
+                             "retry_after": 0.0}  # one agent: no pacing
     task = create(full)
     r = full.call("POST", "/agent/work", {"client": "a", "wait": 20}, token=AGENT_TOKEN)
     assert r.json["waited"] is False
@@ -613,17 +612,19 @@ def test_work_over_max_waiters_answers_at_once_and_still_hands_out_work(tmp_path
 
 def held_ask(api, body, what="the ask held"):
     """POST /agent/work ``body`` on a thread, returned once the server holds it.
-    Call the result for ``(reply, seconds it took)``."""
-    replies, before, started = [], api.dispatcher.waiting(), time.monotonic()
+
+    Call the result for the reply.  It must come within 10 s of that call: an
+    ask held for its whole ``wait`` (20 s in these tests) was not woken.
+    """
+    replies, before = [], api.dispatcher.waiting()
     thread = threading.Thread(target=lambda: replies.append(
-        api.call("POST", "/agent/work", body, token=AGENT_TOKEN)))
+        api.call("POST", "/agent/work", body, token=AGENT_TOKEN)), daemon=True)
     thread.start()
     wait_for(lambda: api.dispatcher.waiting() > before, 10, what=what)
 
     def answer():
-        thread.join(15)
-        [reply] = replies
-        return reply, time.monotonic() - started
+        [reply] = wait_for(lambda: replies, 10, what="the held ask answered before its wait")
+        return reply
     return answer
 
 
@@ -632,8 +633,7 @@ def test_waiting_agent_is_woken_by_a_new_task(api, clock):
     heartbeat(api, "a")
     answer = held_ask(api, {"client": "a", "wait": 20})
     task = create(api)
-    r, took = answer()
-    assert took < 5  # woken, not timed out after 20 s
+    r = answer()  # woken, not timed out after 20 s
     assert r.json["waited"] is True
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
@@ -649,8 +649,7 @@ def test_a_full_agents_held_ask_takes_the_next_run_when_its_result_comes_in(api,
                       "the full ask held")
     assert api.dispatcher.waiting_names() == []  # full: not counted as asking for work
     report(api, "a", run["id"])
-    r, took = answer()
-    assert took < 5
+    r = answer()
     assert r.json["waited"] is True
     assert [x["task_id"] for x in r.json["runs"]] == [second["id"]]
 
@@ -665,7 +664,7 @@ def test_a_full_agents_held_ask_with_room_and_no_work_waits_for_work(api, clock)
     report(api, "a", run["id"])
     wait_for(lambda: api.dispatcher.waiting_names() == ["a"], 10, what="the ask counted as asking")
     task = create(api)  # an Anyone task goes to the held ask
-    r, _ = answer()
+    r = answer()
     assert [x["task_id"] for x in r.json["runs"]] == [task["id"]]
 
 
@@ -699,15 +698,12 @@ def test_get_task_wait_returns_when_the_task_is_final(api):
     [run] = work(api, "a")
     replies = []
     getter = threading.Thread(target=lambda: replies.append(
-        api.call("GET", "/tasks/" + task["id"], query_string="wait=30")))
-    started = time.monotonic()
+        api.call("GET", "/tasks/" + task["id"], query_string="wait=30")), daemon=True)
     getter.start()
     # until the request is held, so the report must wake it
     wait_for(lambda: api.dispatcher.watchers(task["id"]) == 1, 10, what="the GET held")
     report(api, "a", run["id"], result={"ok": True})
-    getter.join(35)
-    assert time.monotonic() - started < 5
-    [r] = replies
+    [r] = wait_for(lambda: replies, 10, what="the GET woken, not held for its 30 s")
     assert r.status_code == 200
     assert r.json["status"] == "success" and r.json["result"] == {"ok": True}
 
@@ -984,8 +980,7 @@ def test_body_without_content_length_is_not_read(api):
     with unchanged(api):
         r = raw(api, "POST", "/tasks", _body_of_size(MAX_BODY + 1),
                 headers={"Transfer-Encoding": "chunked"}, extras={"CONTENT_LENGTH": ""})
-        assert r.status_code in (400, 413)
-        assert_error(r, r.status_code)
+        assert "empty" in assert_error(r, 400)
 
 
 def test_413_chunked_body_over_1_mib_through_waitress(api):
@@ -1198,18 +1193,14 @@ def test_huge_execution_id_is_404_not_500(api):
 
 def test_huge_run_id_in_results_is_not_500(api):
     """Once a bug: POST /agent/results with an id above 2**63-1 answers 500 (OverflowError);
-    it should be refused like any unknown id (or as a 400)."""
+    no run can have such an id, so it is a 400 naming the results."""
     create(api)
     [run] = work(api, "a")
     with unchanged(api):
         r = api.call("POST", "/agent/results",
                      {"client": "a", "results": [{"id": 2 ** 70, "status": "success"}]},
                      token=AGENT_TOKEN)
-    assert r.status_code in (200, 400), (r.status_code, r.text)
-    if r.status_code == 200:
-        assert r.json == {"acked": [], "rejected": [{"id": 2 ** 70, "reason": "unknown run"}]}
-    else:
-        assert_error(r, 400, "results")
+    assert_error(r, 400, "results")
 
 
 @pytest.mark.parametrize("name", ["ALL", "Anyone"])
@@ -1243,8 +1234,7 @@ def test_a_restarted_agent_releases_the_requests_its_old_process_left(api):
     answer = held_ask(api, {"client": "a", "instance": "old", "wait": 20},
                       "the old process's ask held")
     assert api.heartbeat("a", instance="new").status_code == 200
-    r, took = answer()
-    assert took < 5  # released, not held for 20 s
+    r = answer()  # released, not held for 20 s
     assert work_reply(r) == {"runs": [], "waited": True, "cancel": []}
     assert api.dispatcher.waiting() == 0
 

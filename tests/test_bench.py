@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 REPO = Path(__file__).resolve().parent.parent
 
 

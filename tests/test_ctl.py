@@ -15,6 +15,8 @@ import pytest
 from octopus.ctl_progress import Progress
 from octopus.harness import ADMIN_TOKEN, REPO_ROOT, Cluster, free_port
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 ID = "0123456789abcdef0123456789abcdef"
 
 

@@ -20,6 +20,8 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 # Under .build/ (ignored) so a test run leaves the work tree clean; set
 # OCTOPUS_SCREENSHOTS=docs/screenshots to refresh the ones the README shows.
 SHOTS = REPO_ROOT / os.environ.get("OCTOPUS_SCREENSHOTS", ".build/screenshots")

@@ -21,6 +21,8 @@ if not os.path.exists(FIREFOX):
 
 from bidi import Firefox  # noqa: E402
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 SHOTS = REPO_ROOT / ".build" / "screenshots"
 AGENT = "ff-agent"
 

@@ -25,6 +25,8 @@ from schemathesis.specs.openapi import checks  # noqa: E402
 from octopus.harness import ADMIN_TOKEN, Cluster  # noqa: E402
 from octopus.server import openapi  # noqa: E402
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 # Left to other tests: the token rules (401/403 in tests/test_api.py; requests
 # without one would also trip the limit on failed authentications), and
 # "every request the document allows succeeds", which it cannot promise

@@ -4,6 +4,8 @@ import pytest
 from octopus.harness import wait_for
 from test_api import AGENT_TOKEN, assert_error, unchanged
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 GOOD = b'"""Greets."""\n\n\ndef hello(name):\n    """Say hello."""\n    return "hello " + name\n'
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.processes  # real server, agent or script processes
+
 REPO = Path(__file__).resolve().parent.parent
 PYZ = REPO / "octopus.pyz"
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
