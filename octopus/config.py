@@ -141,7 +141,7 @@ SERVER_SETTINGS = COMMON_SETTINGS + [
     Setting("DB_FILE", "", _text, "SQLite database file; empty means DATA_DIR/octopus.db."),
     Setting("CLIENT_TIMEOUT", 30, _int(1), "Seconds without a heartbeat before an agent counts as offline."),
     Setting("HEARTBEAT_CLEANUP_INTERVAL", 60, _int(1), "Seconds between sweeps for agents that went silent."),
-    Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is handed out (the guide's 2 s polling pause is not needed: dispatch is immediate)."),
+    Setting("TASK_ASSIGNMENT_DELAY", 0, _float(0), "Seconds a new task waits before it is handed out; 0: at once (waiting agents are woken; earlier Octopus paused 2 s for its polling loop)."),
     Setting("TASK_CLEANUP_INTERVAL", 300, _int(1), "Seconds between retention passes (old tasks and executions deleted, WAL checkpointed)."),
     Setting("RETENTION_DAYS", 30, _float(0), "Days a finished task and its executions are kept; 0 keeps them for ever."),
     Setting("VACUUM_SCHEDULE", "0 3 * * 0", _cron, "When to VACUUM the database (cron, UTC); empty: never."),

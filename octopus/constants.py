@@ -1,4 +1,4 @@
-"""Names shared by server, agent and API (the guide's constants)."""
+"""Names shared by server, agent and API (those of earlier Octopus: docs/COMPATIBILITY.md)."""
 
 MAX_RESULT = 1 << 20  # bytes of JSON a run's return value may take (agent and server)
 

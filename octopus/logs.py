@@ -2,7 +2,7 @@
 
 The server writes ``octopus.server``/``octopus.store``/... to its file and the
 agent ``octopus.agent`` to its own, so ``--server --agent`` in one process
-still gives the guide's two logs (server.log and client.log).
+still gives two logs, server.log and client.log, as earlier Octopus did.
 """
 import logging
 import logging.handlers
