@@ -134,7 +134,7 @@ def test_the_plugin_list_shows_each_plugins_actions_and_docstrings(page):
     expect(echo.locator("tbody tr", has_text="echo(*args, **kwargs)")).to_contain_text(
         "Return the arguments")
     expect(echo.locator("tbody tr", has_text="fail(message)")).to_be_visible()
-    expect(page.locator("#plugin-shell")).to_contain_text("run(command, timeout=60)")
+    expect(page.locator("#plugin-shell")).to_contain_text("run(command, timeout=None, check=True)")
     expect(page.locator("nav [aria-current=page]")).to_have_text("Plugins")
     shot(page, "plugins")
 
