@@ -175,13 +175,44 @@ def test_an_anyone_echo_task_made_in_the_form_turns_success_with_its_result(page
     expect(run.locator(".badge")).to_have_text("success")
     expect(run).to_contain_text(AGENT)
     run.get_by_role("button", name=re.compile("Output of run")).click()
-    expect(page.locator("pre.output")).to_contain_text("— result —")
+    expect(page.locator(".output-row .run-result")).to_contain_text('"from the dashboard"')
     shot(page, "task-detail")
     expect(page).to_have_title("echo.echo · Octopus")
     first = page.url
     page.get_by_role("button", name="Run again").click()
     expect(page).not_to_have_url(first)
     expect(page.locator(".head .badge")).to_have_text("success")
+
+
+def _text_with_line_breaks_and_traceback_from_the_plugin(page, box):
+    stdout = box.locator(".text-block").filter(has=page.locator("h3", has_text="stdout"))
+    expect(stdout.locator("pre.text")).to_be_visible()
+    # Real line breaks in the text (to_have_text would fold whitespace).
+    assert stdout.locator("pre.text").text_content() == "line one\nline two\n"
+    traceback = box.locator("pre.traceback")
+    expect(traceback).to_contain_text("CommandFailed: exit status 3")
+    lines = traceback.text_content().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].startswith('  File "') and '/plugins/shell.py", line ' in lines[1], lines
+    assert "octopus/agent" not in traceback.text_content()
+    rest = box.locator("pre.value").text_content()
+    assert '"CommandFailed"' in rest and '"returncode": 3' in rest
+    assert "\\n" not in rest  # no text left as a JSON string with escaped line breaks
+
+
+def test_output_and_traceback_show_as_text_with_line_breaks_from_the_plugins_frame(page, cluster):
+    api = cluster.api()
+    task = cluster.run_task(api, {"plugin": "shell", "action": "run",
+                                  "args": ["printf 'line one\\nline two\\n'; exit 3"]})
+    api.close()
+    assert task["result"]["error"]["type"] == "CommandFailed"
+    signed_in(page, "tasks/" + task["id"])
+    expect(page.locator(".head .badge")).to_have_text("failed")
+    _text_with_line_breaks_and_traceback_from_the_plugin(page, page.locator("section.json .result"))
+    page.get_by_role("button", name=re.compile("Output of run")).first.click()
+    expect(page.locator("pre.output")).to_have_text("(no output)")
+    _text_with_line_breaks_and_traceback_from_the_plugin(page, page.locator(".output-row .run-result"))
+    shot(page, "task-detail-failed")
 
 
 def test_run_again_makes_an_adhoc_copy_and_edit_as_new_fills_the_form(page, cluster):
