@@ -215,6 +215,23 @@ def test_output_and_traceback_show_as_text_with_line_breaks_from_the_plugins_fra
     shot(page, "task-detail-failed")
 
 
+def test_keep_processes_is_shown_copied_by_edit_as_new_and_sent_from_the_form(page, cluster):
+    api = cluster.api()
+    _, kept = api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "keep_processes": True})
+    signed_in(page, "tasks/" + kept["id"])
+    expect(page.locator(".fields")).to_contain_text("kept after a run")
+    page.get_by_role("link", name="Edit as new").click()
+    box = page.get_by_label("Keep processes a run leaves running")
+    expect(box).to_be_checked()
+    page.get_by_role("button", name="Create task").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/[0-9a-f]{32}$"))
+    copy = page.url.rsplit("/", 1)[1]
+    assert copy != kept["id"] and api.call("GET", "/tasks/" + copy)[1]["keep_processes"] is True
+    page.goto(page.base + "/#/tasks/new")
+    expect(page.get_by_label("Keep processes a run leaves running")).not_to_be_checked()
+    api.close()
+
+
 def test_run_again_makes_an_adhoc_copy_and_edit_as_new_fills_the_form(page, cluster):
     api = cluster.api()
     _, listed = api.call("GET", "/tasks?type=Interval&plugin=system")
