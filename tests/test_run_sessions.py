@@ -23,6 +23,13 @@ def leave_behind():
 
 def me():
     return os.getpid()
+
+
+def orphan():
+    # A shell's background job: its shell ends at once, the launcher adopts it.
+    out = subprocess.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+                         stdout=subprocess.PIPE, check=True).stdout
+    return int(out)
 '''
 
 
@@ -57,6 +64,11 @@ def test_what_a_run_left_running_is_stopped_when_it_ends_and_the_worker_goes_on(
     first = run(runner, 1, "leave_behind")
     wait_for(lambda: not _alive(first["child"]), 10, what="the child left behind stopped")
     assert run(runner, 2, "me") == first["worker"]  # the worker itself was spared, and reused
+
+
+def test_an_orphan_a_run_left_is_stopped_too(runner):
+    pid = run(runner, 1, "orphan")
+    wait_for(lambda: not _alive(pid), 10, what="the orphaned background job stopped")
 
 
 def test_a_run_that_keeps_its_processes_leaves_them_running(runner):

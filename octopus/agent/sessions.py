@@ -10,6 +10,8 @@ import os
 import signal
 import time
 
+PR_GET_CHILD_SUBREAPER = 37
+
 
 class Sweeper:
     """SIGTERM what runs left now, SIGKILL what is still there after ``grace``."""
@@ -18,14 +20,35 @@ class Sweeper:
         self._grace = grace
         self._clock = clock
         self._due = []  # (when to SIGKILL, session id, {pid: start time}) per swept run
+        self._adopts = None  # whether this process adopts orphans (a subreaper), once known
 
-    def sweep(self, sid, spare):
-        """Stop the members of session ``sid`` but ``spare`` (the worker)."""
+    def sweep(self, sid, spare, workers=()):
+        """Stop the members of session ``sid`` but ``spare`` (the worker).
+
+        ``workers``: this process's children that are workers, not left behind.
+        """
+        if self._nothing_left(spare, workers):
+            return
         left = {pid: start for pid, (_, start) in session_procs(sid).items() if pid != spare}
         for pid in left:
             signal_pid(pid, signal.SIGTERM)
         if left:
             self._due.append((self._clock() + self._grace, sid, left))
+
+    def _nothing_left(self, spare, workers):
+        """True when surely nothing was left, found without reading all of /proc.
+
+        What a run leaves is a child of its worker, or (its parent gone) an
+        orphan adopted by this process, a subreaper.  Reading every process's
+        stat costs milliseconds per run on a busy host; these two lists cost
+        a few reads.
+        """
+        if self._adopts is None:
+            self._adopts = _is_subreaper()
+        if not self._adopts:
+            return False
+        theirs, mine = children(spare), children(os.getpid())
+        return theirs == [] and mine is not None and not set(mine) - set(workers)
 
     def next_deadline(self):
         return min(due[0] for due in self._due) if self._due else None
@@ -46,6 +69,35 @@ def signal_pid(pid, sig):
         os.kill(pid, sig)
     except OSError:  # gone already
         pass
+
+
+def children(pid):
+    """The pids of ``pid``'s children, or None when Linux cannot tell
+    (no CONFIG_PROC_CHILDREN, the process or a thread of it just ended)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    kids = []
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                kids.extend(int(k) for k in f.read().split())
+        except OSError:
+            return None
+    return kids
+
+
+def _is_subreaper():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        asked = libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+        return asked == 0 and flag.value == 1
+    except (OSError, AttributeError):
+        return False
 
 
 def session_procs(sid):

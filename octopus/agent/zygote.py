@@ -214,7 +214,7 @@ class Zygote:
                 worker.runs_left = 0
                 _signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
-            self._run_ended(worker, alive=True)
+            self._run_ended(worker)
             worker.run_id = None
             if worker.runs_left > 0 and not worker.stopping:
                 self._idle.append(worker)
@@ -244,7 +244,7 @@ class Zygote:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
                                  _exit_error(status, worker.stopping), "", duration))
-                self._run_ended(worker, alive=False)
+                self._run_ended(worker)
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -256,7 +256,7 @@ class Zygote:
                 # a grandchild that ignores SIGTERM is gone.
                 self._killing[worker.pid] = time.monotonic() + grace
 
-    def _run_ended(self, worker, alive):
+    def _run_ended(self, worker):
         """The run ``worker`` did has ended: stop what it left in the session.
 
         SIGTERM now and SIGKILL after KILL_GRACE, to the processes found now
@@ -270,8 +270,8 @@ class Zygote:
         if worker.stopping:  # the whole session is being stopped already
             return
         if not keep:
-            self._sweeper.sweep(worker.pid, spare=worker.pid)
-        elif alive:
+            self._sweeper.sweep(worker.pid, spare=worker.pid, workers=self._workers)
+        elif worker.pid in self._workers:  # not reaped yet: its pid is still its own
             worker.runs_left = 0
             sessions.signal_pid(worker.pid, signal.SIGKILL)
 
