@@ -33,3 +33,12 @@ def test_the_run_handed_to_the_agent_carries_keep_processes(api):
                  token=AGENT_TOKEN)
     [run] = r.json["runs"]
     assert run["task_id"] == task["id"] and run["keep_processes"] is True
+
+
+def test_put_changes_keep_processes_and_refuses_a_bad_one_changing_nothing(api):
+    task = api.call("POST", "/tasks", dict(ECHO, owner="nobody-yet")).json
+    r = api.call("PUT", "/tasks/" + task["id"], {"keep_processes": True})
+    assert r.status_code == 200 and r.json["keep_processes"] is True
+    r = api.call("PUT", "/tasks/" + task["id"], {"keep_processes": "false"})
+    assert r.status_code == 400 and r.json["error"]["field"] == "keep_processes"
+    assert api.call("GET", "/tasks/" + task["id"]).json["keep_processes"] is True
