@@ -76,7 +76,9 @@ def test_a_run_that_keeps_its_processes_leaves_them_running(runner):
     try:
         # Another run ends meanwhile (on a new worker: the kept one's is retired).
         assert run(runner, 2, "me") != kept["worker"]
-        run(runner, 3, "me")
+        # What a later run leaves is still stopped; the kept one is not.
+        orphan = run(runner, 3, "orphan")
+        wait_for(lambda: not _alive(orphan), 10, what="the later run's job stopped")
         assert _alive(kept["child"])
     finally:
         os.kill(kept["child"], signal.SIGKILL)

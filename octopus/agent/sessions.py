@@ -27,7 +27,7 @@ class Sweeper:
 
         ``workers``: this process's children that are workers, not left behind.
         """
-        if self._nothing_left(spare, workers):
+        if self._nothing_left(sid, spare, workers):
             return
         left = {pid: start for pid, (_, start) in session_procs(sid).items() if pid != spare}
         for pid in left:
@@ -35,20 +35,22 @@ class Sweeper:
         if left:
             self._due.append((self._clock() + self._grace, sid, left))
 
-    def _nothing_left(self, spare, workers):
+    def _nothing_left(self, sid, spare, workers):
         """True when surely nothing was left, found without reading all of /proc.
 
         What a run leaves is a child of its worker, or (its parent gone) an
         orphan adopted by this process, a subreaper.  Reading every process's
-        stat costs milliseconds per run on a busy host; these two lists cost
-        a few reads.
+        stat costs milliseconds per run on a busy host; these lists cost a
+        few reads (one more per orphan of another session, such as a kept one).
         """
         if self._adopts is None:
             self._adopts = _is_subreaper()
         if not self._adopts:
             return False
         theirs, mine = children(spare), children(os.getpid())
-        return theirs == [] and mine is not None and not set(mine) - set(workers)
+        if theirs != [] or mine is None:
+            return False
+        return all(_session_of(pid) not in (sid, None) for pid in set(mine) - set(workers))
 
     def next_deadline(self):
         return min(due[0] for due in self._due) if self._due else None
@@ -86,6 +88,15 @@ def children(pid):
         except OSError:
             return None
     return kids
+
+
+def _session_of(pid):
+    """The session id of ``pid``, or None if it cannot be read (it may be ending)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _is_subreaper():

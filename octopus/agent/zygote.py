@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 
-from octopus.agent import sessions
+from octopus.agent.sessions import Sweeper, session_procs, signal_pid
 from octopus.agent import worker as worker_code
 from octopus.constants import run_error
 
@@ -55,7 +55,7 @@ class Zygote:
         self._idle = []       # Workers waiting for a run
         self._killing = {}    # session id of a stopped run -> when to SIGKILL what is left
         self._keep = set()    # ids of runs going on whose processes outlive them
-        self._sweeper = sessions.Sweeper(KILL_GRACE)  # stops what ended runs left running
+        self._sweeper = Sweeper(KILL_GRACE)  # stops what ended runs left running
         self._fork_failed_at = None
         self._closing = False
         self._selector = selectors.DefaultSelector()
@@ -273,7 +273,7 @@ class Zygote:
             self._sweeper.sweep(worker.pid, spare=worker.pid, workers=self._workers)
         elif worker.pid in self._workers:  # not reaped yet: its pid is still its own
             worker.runs_left = 0
-            sessions.signal_pid(worker.pid, signal.SIGKILL)
+            signal_pid(worker.pid, signal.SIGKILL)
 
     def _escalate_kills(self):
         now = time.monotonic()
@@ -344,7 +344,7 @@ def _signal_session(sid, sig):
 
 
 def _session_members(sid):
-    return list(sessions.session_procs(sid))
+    return list(session_procs(sid))
 
 
 def _become_subreaper():
