@@ -28,6 +28,14 @@ def opaque():
     class Odd(Exception):
         result = {"returncode": object()}  # not JSON: left out, the error stays
     raise Odd("odd")
+
+
+def hostile():
+    class Hostile(Exception):
+        @property
+        def result(self):
+            raise RuntimeError("no details for you")
+    raise Hostile("hostile")
 '''
 
 
@@ -88,3 +96,5 @@ def test_an_exceptions_result_details_join_the_failed_runs_result(runner, tmp_pa
     assert result["error"]["type"] == "Detailed" and result["error"]["message"] == "exit status 3"
     result, _ = outcome(runner, tmp_path, ACTIONS, "opaque")
     assert set(result) == {"error"} and result["error"]["message"] == "odd"
+    result, _ = outcome(runner, tmp_path, ACTIONS, "hostile")
+    assert set(result) == {"error"} and result["error"]["type"] == "Hostile"

@@ -154,14 +154,13 @@ def _extras(exc):
     A plugin's exception can carry details (the shell plugin's CommandFailed
     carries the return code and the ends of the output) beside the error.
     """
-    extra = getattr(exc, "result", None)
-    if not isinstance(extra, dict):
-        return {}
-    extra = {k: v for k, v in extra.items() if isinstance(k, str) and k != "error"}
-    try:
-        if len(json.dumps(extra, allow_nan=False)) <= MAX_EXTRAS:
-            return extra
-    except (TypeError, ValueError, RecursionError):
+    try:  # plugin code: whatever it does, the run's error is still reported
+        extra = getattr(exc, "result", None)
+        if isinstance(extra, dict):
+            extra = {k: v for k, v in extra.items() if isinstance(k, str) and k != "error"}
+            if len(json.dumps(extra, allow_nan=False)) <= MAX_EXTRAS:
+                return extra
+    except Exception:
         pass
     return {}
 
