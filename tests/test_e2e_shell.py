@@ -8,6 +8,8 @@ import pytest
 
 from octopus.harness import REPO_ROOT, Cluster, wait_for
 
+pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
+
 BROKEN = '"""Fails as it is imported."""\nraise RuntimeError("no settings file")\n\n\n' \
          'def go():\n    """Never reached."""\n'
 

@@ -5,6 +5,8 @@ import pytest
 
 from octopus.agent.runner import Runner
 
+pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
+
 ACTIONS = '''
 def fail():
     helper()

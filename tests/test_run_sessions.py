@@ -11,6 +11,8 @@ from octopus.agent.runner import Runner
 from octopus.agent.sessions import Sweeper
 from octopus.harness import wait_for
 
+pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
+
 PLUGIN = '''
 import os, subprocess
 
