@@ -222,7 +222,7 @@ CREATE_FIELDS = (("owner", "owner"), ("type", "type"), ("interval", "interval"),
                  ("end", "execution_end_time"), ("timeout", "timeout"),
                  ("max_retries", "max_retries"), ("retry_delay", "retry_delay"),
                  ("retry_backoff", "retry_backoff"), ("overlap", "overlap"),
-                 ("catch_up", "catch_up"))
+                 ("catch_up", "catch_up"), ("keep_processes", "keep_processes"))
 
 
 def tasks_create(client, args):

@@ -93,6 +93,8 @@ def _create(verbs, common):
     c.add_argument("--retry-backoff", type=float, metavar="F")
     c.add_argument("--overlap", choices=("skip", "queue", "parallel"))
     c.add_argument("--catch-up", choices=("once", "all", "none"))
+    c.add_argument("--keep-processes", action="store_const", const=True,
+                   help="leave running what a run starts in the background (keep_processes)")
     c.add_argument("--wait", type=float, metavar="SECONDS",
                    help="wait up to SECONDS for the final state; exit 1 unless it succeeded")
 

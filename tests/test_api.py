@@ -25,7 +25,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TASK_KEYS = {"id", "owner", "plugin", "action", "args", "kwargs", "type", "execution_start_time",
              "execution_end_time", "interval", "status", "executor", "result", "updated_at",
              "created_at", "next_run_at", "timeout", "timezone", "overlap", "catch_up",
-             "max_retries", "retry_delay", "retry_backoff", "cancelled_at"}
+             "max_retries", "retry_delay", "retry_backoff", "cancelled_at", "keep_processes"}
 
 
 # -- helpers ------------------------------------------------------------------
@@ -419,8 +419,9 @@ def test_agent_work_and_result_round_trip(api, clock):
     assert r.json["heartbeat"] is False  # none carried
     [run] = r.json["runs"]
     assert set(run) == {"id", "task_id", "plugin", "action", "args", "kwargs", "plugin_sha256",
-                        "timeout", "attempt", "lease", "due_at"}
+                        "timeout", "attempt", "lease", "due_at", "keep_processes"}
     assert run["timeout"] is None  # neither the task nor RUN_TIMEOUT sets one
+    assert run["keep_processes"] is False
     assert run["task_id"] == task["id"]
     assert (run["plugin"], run["action"], run["args"], run["kwargs"]) == ("echo", "echo", [1, 2], {"x": 1})
     assert run["plugin_sha256"] == api.registry.get("echo").sha256

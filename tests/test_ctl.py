@@ -102,6 +102,13 @@ def test_create_wait_show_and_list(cluster):
     assert code == 0 and [t["id"] for t in json.loads(out)["tasks"]] == [task["id"]]
 
 
+def test_keep_processes_is_sent_only_when_asked(cluster):
+    code, out, _ = octopus(cluster, "tasks", "create", "echo", "echo", "--keep-processes", "--json")
+    assert code == 0 and json.loads(out)["keep_processes"] is True
+    code, out, _ = octopus(cluster, "tasks", "create", "echo", "echo", "--json")
+    assert code == 0 and json.loads(out)["keep_processes"] is False
+
+
 def test_a_failed_task_exits_1_and_shows_its_traceback(cluster):
     code, out, err = octopus(cluster, "tasks", "create", "echo", "fail", "--args", '["boom"]',
                              "--wait", "20")

@@ -136,7 +136,7 @@ def test_the_plugin_list_shows_each_plugins_actions_and_docstrings(page):
     expect(echo.locator("tbody tr", has_text="echo(*args, **kwargs)")).to_contain_text(
         "Return the arguments")
     expect(echo.locator("tbody tr", has_text="fail(message)")).to_be_visible()
-    expect(page.locator("#plugin-shell")).to_contain_text("run(command, timeout=60)")
+    expect(page.locator("#plugin-shell")).to_contain_text("run(command, timeout=None, check=True)")
     expect(page.locator("nav [aria-current=page]")).to_have_text("Plugins")
     shot(page, "plugins")
 
@@ -177,13 +177,66 @@ def test_an_anyone_echo_task_made_in_the_form_turns_success_with_its_result(page
     expect(run.locator(".badge")).to_have_text("success")
     expect(run).to_contain_text(AGENT)
     run.get_by_role("button", name=re.compile("Output of run")).click()
-    expect(page.locator("pre.output")).to_contain_text("— result —")
+    expect(page.locator(".output-row .run-result")).to_contain_text('"from the dashboard"')
     shot(page, "task-detail")
     expect(page).to_have_title("echo.echo · Octopus")
     first = page.url
     page.get_by_role("button", name="Run again").click()
     expect(page).not_to_have_url(first)
     expect(page.locator(".head .badge")).to_have_text("success")
+
+
+def _text_with_line_breaks_and_traceback_from_the_plugin(page, box):
+    stdout = box.locator(".text-block").filter(has=page.locator("h3", has_text="stdout"))
+    expect(stdout.locator("pre.text")).to_be_visible()
+    # Real line breaks in the text (to_have_text would fold whitespace).
+    assert stdout.locator("pre.text").text_content() == "line one\nline two\n"
+    traceback = box.locator("pre.traceback")
+    expect(traceback).to_contain_text("CommandFailed: exit status 3")
+    lines = traceback.text_content().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].startswith('  File "') and '/plugins/shell.py", line ' in lines[1], lines
+    assert "octopus/agent" not in traceback.text_content()
+    rest = box.locator("pre.value").text_content()
+    assert '"CommandFailed"' in rest and '"returncode": 3' in rest
+    assert "\\n" not in rest  # no text left as a JSON string with escaped line breaks
+
+
+def test_output_and_traceback_show_as_text_with_line_breaks_from_the_plugins_frame(page, cluster):
+    api = cluster.api()
+    task = cluster.run_task(api, {"plugin": "shell", "action": "run",
+                                  "args": ["printf 'line one\\nline two\\n'; exit 3"]})
+    try:
+        assert task["result"]["error"]["type"] == "CommandFailed"
+        signed_in(page, "tasks/" + task["id"])
+        expect(page.locator(".head .badge")).to_have_text("failed")
+        _text_with_line_breaks_and_traceback_from_the_plugin(page, page.locator("section.json .result"))
+        page.get_by_role("button", name=re.compile("Output of run")).first.click()
+        expect(page.locator("pre.output")).to_have_text("(no output)")
+        _text_with_line_breaks_and_traceback_from_the_plugin(page, page.locator(".output-row .run-result"))
+        shot(page, "task-detail-failed")
+    finally:  # the lists' tests count the module's failed tasks
+        api.call("DELETE", "/tasks/" + task["id"])
+        api.close()
+
+
+def test_keep_processes_is_shown_copied_by_edit_as_new_and_sent_from_the_form(page, cluster):
+    api = cluster.api()
+    _, kept = api.call("POST", "/tasks", {"plugin": "echo", "action": "echo", "keep_processes": True})
+    signed_in(page, "tasks/" + kept["id"])
+    expect(page.locator(".fields")).to_contain_text("kept after a run")
+    page.get_by_role("link", name="Edit as new").click()
+    box = page.get_by_label("Keep processes a run leaves running")
+    expect(box).to_be_checked()
+    page.get_by_role("button", name="Create task").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/[0-9a-f]{32}$"))
+    copy = page.url.rsplit("/", 1)[1]
+    assert copy != kept["id"] and api.call("GET", "/tasks/" + copy)[1]["keep_processes"] is True
+    page.goto(page.base + "/#/tasks/new")
+    expect(page.get_by_label("Keep processes a run leaves running")).not_to_be_checked()
+    for task_id in (kept["id"], copy):  # leave the module's task counts as they were
+        api.call("DELETE", "/tasks/" + task_id)
+    api.close()
 
 
 def test_run_again_makes_an_adhoc_copy_and_edit_as_new_fills_the_form(page, cluster):

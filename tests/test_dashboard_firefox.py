@@ -135,6 +135,6 @@ def test_an_echo_task_made_in_the_form_turns_success(ff):
                 "(document.querySelector('table.runs tbody tr'))" % json.dumps(AGENT), what="a successful run")
     assert ff.eval("document.title") == "echo.echo · Octopus"
     ff.click("table.runs tbody tr button[aria-label^='Output of run']")
-    wait_text(ff, "pre.output", "— result —")
+    wait_text(ff, ".output-row .run-result", '"from firefox"')
     shot(ff, "task-detail")
 

@@ -108,9 +108,50 @@ def test_sleep_rejects_non_numbers(bad):
 # -- shell ------------------------------------------------------------------
 
 @posix_only
-def test_shell_returns_returncode_and_output():
-    result = load("shell").run("echo hi; echo err >&2; exit 3")
+def test_shell_with_check_false_returns_a_failed_commands_returncode_and_output():
+    result = load("shell").run("echo hi; echo err >&2; exit 3", check=False)
     assert result == {"returncode": 3, "stdout": "hi\n", "stderr": "err\n"}
+
+
+@posix_only
+def test_shell_nonzero_exit_raises_command_failed_with_code_and_output_ends():
+    shell = load("shell")
+    with pytest.raises(shell.CommandFailed) as caught:
+        shell.run("echo hi; echo err >&2; exit 3")
+    assert str(caught.value) == "exit status 3"
+    assert caught.value.result == {"returncode": 3, "stdout": "hi\n", "stderr": "err\n"}
+
+
+@posix_only
+def test_shell_command_failed_keeps_only_the_ends_of_long_output():
+    shell = load("shell")
+    with pytest.raises(shell.CommandFailed) as caught:
+        shell.run("seq 1 100000; echo last >&2; exit 1")
+    out = caught.value.result["stdout"]
+    assert out.endswith("99999\n100000\n") and out.startswith("[... ")
+    assert len(out) < 4200 and caught.value.result["stderr"] == "last\n"
+
+
+@posix_only
+def test_shell_killed_by_a_signal_is_a_command_failed_naming_it():
+    shell = load("shell")
+    with pytest.raises(shell.CommandFailed, match=r"^killed by signal 9 \(SIGKILL\)$"):
+        shell.run("kill -9 $$")
+
+
+@posix_only
+def test_shell_has_no_time_limit_of_its_own(monkeypatch):
+    # subprocess measures a timeout on its own clock: run that clock 100
+    # times fast, so the 2 s command below lasts 200 s for any limit.  A
+    # hidden default (it was 60 s) would kill it; none must.
+    import subprocess
+    real = time.monotonic
+    start = real()
+    monkeypatch.setattr(subprocess, "_time", lambda: start + (real() - start) * 100)
+    command = "for i in $(seq 20); do echo .; sleep 0.1; done"
+    assert load("shell").run(command)["stdout"] == ".\n" * 20
+    with pytest.raises(TimeoutError):  # a limit given is still kept, on that clock
+        load("shell").run(command, timeout=60)
 
 
 @posix_only

@@ -207,7 +207,8 @@ class Agent:
                 with self._lock:
                     self._deadlines[run["id"]] = (time.monotonic() + run["timeout"],
                                                   run["timeout"])
-            self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
+            self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"],
+                                keep_processes=bool(run.get("keep_processes")))
         except Exception as e:  # the plugin could not be had (or stored): this run fails
             if not isinstance(e, (PluginError, ServerError, Unreachable)):
                 log.exception("Run %d could not be started", run["id"])

@@ -48,9 +48,13 @@ class Runner:
         self._reader.start()
         log.info("Run launcher started (pid %d)", self._proc.pid)
 
-    def submit(self, run_id, path, action, args, kwargs):
-        self._send({"op": "run", "id": run_id, "path": path, "action": action, "args": args,
-                    "kwargs": kwargs, "output_limit": self._output_limit}, run_id)
+    def submit(self, run_id, path, action, args, kwargs, keep_processes=False):
+        """Start a run; unless ``keep_processes``, what it leaves running is stopped."""
+        msg = {"op": "run", "id": run_id, "path": path, "action": action, "args": args,
+               "kwargs": kwargs, "output_limit": self._output_limit}
+        if keep_processes:
+            msg["keep_processes"] = True
+        self._send(msg, run_id)
 
     def kill(self, run_id, grace=5.0):
         self._send({"op": "kill", "id": run_id, "grace": grace})

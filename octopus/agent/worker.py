@@ -51,7 +51,7 @@ def run_one(msg, codes, workdir, null, home):
     try:
         module = types.ModuleType(os.path.basename(msg["path"])[:-3])
         module.__file__ = msg["path"]
-        exec(load_code(codes, msg["path"]), module.__dict__)
+        import_plugin(codes, msg["path"], module)
         value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
         outcome = {"status": "success", "result": _checked(value)}
     except BaseException as e:  # the action's failure is the run's result
@@ -72,6 +72,25 @@ class ResultTooLarge(Exception):
     pass
 
 
+class PluginImportError(Exception):
+    """The plugin's module did not compile, or raised as it was executed."""
+
+
+def _import_failed(path, exc):
+    name = os.path.basename(path)[:-3]
+    return PluginImportError("plugin %s failed to import: %s: %s"
+                             % (name, type(exc).__name__, exc))
+
+
+def import_plugin(codes, path, module):
+    """Execute the plugin's code in ``module``; a failure is a PluginImportError."""
+    code = load_code(codes, path)
+    try:
+        exec(code, module.__dict__)
+    except BaseException as e:  # whatever its code raised, the run names the import
+        raise _import_failed(path, e) from e
+
+
 def _checked(value):
     """``value`` if it is JSON of a size the server will take, else an exception."""
     size = len(json.dumps(value, allow_nan=False, ensure_ascii=False))
@@ -88,7 +107,11 @@ def load_code(codes, path):
     code = codes.get(key)
     if code is None:
         with open(path, "rb") as f:
-            code = compile(f.read(), path, "exec", dont_inherit=True)
+            source = f.read()
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
+            raise _import_failed(path, e) from e
         for old in [k for k in codes if k[0] == path]:
             del codes[old]
         codes[key] = code
@@ -101,9 +124,45 @@ def error(exc):
         message = "the action's return value is not JSON-serialisable: %s" % exc
     else:
         message = str(exc)
-    return {"error": {"type": type(exc).__name__, "message": message,
-                      "traceback": "".join(traceback.format_exception(type(exc), exc,
-                                                                      exc.__traceback__))}}
+    outcome = _extras(exc)
+    outcome["error"] = {"type": type(exc).__name__, "message": message,
+                        "traceback": plugin_traceback(exc)}
+    return outcome
+
+
+_AGENT_CODE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+MAX_EXTRAS = 64 * 1024  # characters of JSON an exception may add to a failed run's result
+
+
+def plugin_traceback(exc):
+    """The traceback from the plugin's own frame on, without the agent's frames above it.
+
+    For an import failure it is the original error's: where the plugin raised,
+    or the line that does not compile.
+    """
+    if isinstance(exc, PluginImportError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_AGENT_CODE):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _extras(exc):
+    """What the exception's ``result`` dict adds to the failed run's result, if JSON.
+
+    A plugin's exception can carry details (the shell plugin's CommandFailed
+    carries the return code and the ends of the output) beside the error.
+    """
+    try:  # plugin code: whatever it does, the run's error is still reported
+        extra = getattr(exc, "result", None)
+        if isinstance(extra, dict):
+            extra = {k: v for k, v in extra.items() if isinstance(k, str) and k != "error"}
+            if len(json.dumps(extra, allow_nan=False)) <= MAX_EXTRAS:
+                return extra
+    except Exception:
+        pass
+    return {}
 
 
 def read_output(fd, limit):

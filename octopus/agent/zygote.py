@@ -4,9 +4,11 @@ The agent talks to it over stdin/stdout in JSON lines.  Workers are forked
 from here (never from the threaded agent), each leading its own process
 group; one is always kept idle, so a run never waits for a fork.  A worker
 that crashes, is killed (cancel, timeout) or has done its share of runs is
-simply replaced.
+simply replaced.  When a run ends, what it left running in its worker's
+session is stopped, unless the run keeps its processes (see _run_ended).
 
-  agent -> launcher: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit"}
+  agent -> launcher: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit",
+                      "keep_processes" (optional)}
                      {"op": "kill", "id", "grace"}
   launcher -> agent: {"op": "started", "id", "pid"}
                      {"op": "done", "id", "status", "result", "output", "duration"}
@@ -18,6 +20,7 @@ import signal
 import sys
 import time
 
+from octopus.agent.sessions import Sweeper, session_procs, signal_pid
 from octopus.agent import worker as worker_code
 from octopus.constants import run_error
 
@@ -51,6 +54,8 @@ class Zygote:
         self._workers = {}    # pid -> Worker
         self._idle = []       # Workers waiting for a run
         self._killing = {}    # session id of a stopped run -> when to SIGKILL what is left
+        self._keep = set()    # ids of runs going on whose processes outlive them
+        self._sweeper = Sweeper(KILL_GRACE)  # stops what ended runs left running
         self._fork_failed_at = None
         self._closing = False
         self._selector = selectors.DefaultSelector()
@@ -81,6 +86,7 @@ class Zygote:
                     self._read_result(key.data)
             self._reap()
             self._escalate_kills()
+            self._sweeper.finish(time.monotonic())
             if not events and not self._idle:
                 self._keep_one_idle()
 
@@ -90,8 +96,9 @@ class Zygote:
             # Fork the next worker once idle, or after 2 ms of runs going on,
             # so the fork never delays a result.
             return 0.002 if self._workers else 0.0
-        if self._killing:
-            return max(0.0, min(self._killing.values()) - now)
+        deadlines = list(self._killing.values()) + [self._sweeper.next_deadline()]
+        if any(deadlines):
+            return max(0.0, min(filter(None, deadlines)) - now)
         return 1.0
 
     def _read_commands(self):
@@ -164,6 +171,8 @@ class Zygote:
             return
         worker.run_id, worker.started = msg["id"], time.monotonic()
         worker.runs_left -= 1
+        if msg.get("keep_processes"):
+            self._keep.add(msg["id"])
         self._send({"op": "started", "id": msg["id"], "pid": worker.pid})
 
     def _hand(self, msg):
@@ -205,6 +214,7 @@ class Zygote:
                 worker.runs_left = 0
                 _signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
+            self._run_ended(worker)
             worker.run_id = None
             if worker.runs_left > 0 and not worker.stopping:
                 self._idle.append(worker)
@@ -234,6 +244,7 @@ class Zygote:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
                                  _exit_error(status, worker.stopping), "", duration))
+                self._run_ended(worker)
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -244,6 +255,25 @@ class Zygote:
                 # Tracked apart from the worker: it may be reaped long before
                 # a grandchild that ignores SIGTERM is gone.
                 self._killing[worker.pid] = time.monotonic() + grace
+
+    def _run_ended(self, worker):
+        """The run ``worker`` did has ended: stop what it left in the session.
+
+        SIGTERM now and SIGKILL after KILL_GRACE, to the processes found now
+        (and any they start meanwhile), never to the worker, which may be
+        doing its next run by then.  A run that keeps its processes retires
+        its worker instead: a later run stopped in that session would take
+        them with it.
+        """
+        keep = worker.run_id in self._keep
+        self._keep.discard(worker.run_id)
+        if worker.stopping:  # the whole session is being stopped already
+            return
+        if not keep:
+            self._sweeper.sweep(worker.pid, spare=worker.pid, workers=self._workers)
+        elif worker.pid in self._workers:  # not reaped yet: its pid is still its own
+            worker.runs_left = 0
+            signal_pid(worker.pid, signal.SIGKILL)
 
     def _escalate_kills(self):
         now = time.monotonic()
@@ -270,6 +300,7 @@ class Zygote:
                 time.sleep(0.02)
         for sid in sessions:
             _signal_session(sid, signal.SIGKILL)
+        self._sweeper.finish(float("inf"))
         if not self._closing:
             self._closing = True
             for run_id, started in going:
@@ -313,22 +344,7 @@ def _signal_session(sid, sig):
 
 
 def _session_members(sid):
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # field 6 of stat: the session id
-            members.append(int(entry))
-    return members
+    return list(session_procs(sid))
 
 
 def _become_subreaper():

@@ -48,6 +48,11 @@ def obj(properties, required=(), closed=False, **extra):
     return schema
 
 
+KEEP_PROCESSES = {"type": "boolean", "default": False,
+                  "description": "Leave running what a run started in the background when "
+                                 "it ends; by default it is stopped (SIGTERM, then SIGKILL)."}
+
+
 def _task_input(required):
     """POST and PUT bodies: the fields of validate.TASK_FIELDS, nothing else."""
     props = {
@@ -73,6 +78,7 @@ def _task_input(required):
         "max_retries": {"type": "integer", "minimum": 0, "maximum": validate.MAX_RETRIES},
         "retry_delay": {"type": "number", "minimum": 0, "maximum": validate.MAX_TIMEOUT},
         "retry_backoff": {"type": "number", "minimum": 1, "maximum": validate.MAX_BACKOFF},
+        "keep_processes": KEEP_PROCESSES,
     }
     assert set(props) == set(validate.TASK_FIELDS), "a task field is missing here"
     return obj(props, required, closed=True)
@@ -86,7 +92,8 @@ TASK = obj({
     "interval": NULL_STRING, "timezone": NULL_STRING, "timeout": NULL_NUMBER,
     "overlap": {"type": "string"}, "catch_up": {"type": "string"},
     "max_retries": {"type": "integer"}, "retry_delay": {"type": "number"},
-    "retry_backoff": {"type": "number"}, "cancelled_at": NULL_TIME,
+    "retry_backoff": {"type": "number"}, "keep_processes": {"type": "boolean"},
+    "cancelled_at": NULL_TIME,
     "status": {"type": "string", "enum": [TaskStatus.CREATED, TaskStatus.ACTIVE]
                + list(TaskStatus.FINAL)},
     "executor": NULL_STRING, "result": ANY,
@@ -168,6 +175,7 @@ SCHEMAS = {
                                     "action": {"type": "string"}, "args": array(ANY),
                                     "kwargs": {"type": "object"},
                                     "plugin_sha256": NULL_STRING, "timeout": NULL_NUMBER,
+                                    "keep_processes": {"type": "boolean"},
                                     "attempt": {"type": "integer"},
                                     "lease": {"type": "string"}},
                                    required=("id", "task_id", "plugin", "action"))),

@@ -13,11 +13,13 @@ SERVER_FIELDS = ("id", "status", "executor", "result", "updated_at", "created_at
                  "next_run_at", "executions", "cancelled_at")
 TASK_FIELDS = ("plugin", "action", "args", "kwargs", "owner", "type",
                "execution_start_time", "execution_end_time", "interval", "timezone", "timeout",
-               "overlap", "catch_up", "max_retries", "retry_delay", "retry_backoff")
+               "overlap", "catch_up", "max_retries", "retry_delay", "retry_backoff",
+               "keep_processes")
 DEFAULTS = {"args": [], "kwargs": {}, "owner": TaskOwnership.ANYONE, "type": TaskType.ADHOC,
             "execution_start_time": None, "execution_end_time": None, "interval": None,
             "timezone": None, "timeout": None, "overlap": Overlap.SKIP,
-            "catch_up": CatchUp.ONCE, "max_retries": 0, "retry_delay": 10, "retry_backoff": 2}
+            "catch_up": CatchUp.ONCE, "max_retries": 0, "retry_delay": 10, "retry_backoff": 2,
+            "keep_processes": False}
 MAX_TIMEOUT = 10 ** 7  # seconds: about 115 days
 MAX_RETRIES = 100
 MAX_BACKOFF = 10
@@ -95,6 +97,9 @@ def task_fields(body, registry, existing=None):
     clean["overlap"] = _choice(merged, "overlap", Overlap.ALL)
     clean["catch_up"] = _choice(merged, "catch_up", CatchUp.ALL)
     clean.update(_retries(merged))
+    if not isinstance(merged["keep_processes"], bool):
+        raise bad_request("keep_processes must be true or false", "keep_processes")
+    clean["keep_processes"] = merged["keep_processes"]
     if existing is not None:
         clean = {k: v for k, v in clean.items() if existing.get(k) != v}
     return clean

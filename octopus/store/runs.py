@@ -267,8 +267,9 @@ class RunQueries(SettleQueries, RecurringQueries):
         for run_id in run_ids:
             row = conn.execute(
                 "SELECT e.id, e.task_id, e.attempt, e.lease, e.due_at, t.plugin, t.action, t.args, "
-                "t.kwargs, t.timeout FROM executions e JOIN tasks t ON t.id = e.task_id "
-                "WHERE e.id = ?", (run_id,)).fetchall()[0]
+                "t.kwargs, t.timeout, t.keep_processes FROM executions e "
+                "JOIN tasks t ON t.id = e.task_id WHERE e.id = ?", (run_id,)).fetchall()[0]
+            row["keep_processes"] = bool(row["keep_processes"])
             row["args"] = loads(row["args"])
             row["kwargs"] = loads(row["kwargs"])
             runs.append(row)

@@ -22,6 +22,7 @@ def task_from_row(row):
     task["args"] = loads(task["args"])
     task["kwargs"] = loads(task["kwargs"])
     task["result"] = loads(task["result"])
+    task["keep_processes"] = bool(task.get("keep_processes"))
     return task
 
 

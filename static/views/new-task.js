@@ -39,6 +39,7 @@ export function mount(root, {query}) {
     max_retries: h("input", {id: "max_retries", name: "max_retries", type: "number", min: 0, max: 100, step: 1, value: 0}),
     retry_delay: h("input", {id: "retry_delay", name: "retry_delay", type: "number", min: 0, step: "any", value: 10}),
     retry_backoff: h("input", {id: "retry_backoff", name: "retry_backoff", type: "number", min: 1, max: 10, step: "any", value: 2}),
+    keep_processes: h("input", {id: "keep_processes", name: "keep_processes", type: "checkbox"}),
   };
   ctl.args.value = "[]";
   ctl.kwargs.value = "{}";
@@ -100,7 +101,9 @@ export function mount(root, {query}) {
         field("timeout", "Timeout (seconds)", ctl.timeout),
         field("max_retries", "Retries", ctl.max_retries),
         field("retry_delay", "First retry after (s)", ctl.retry_delay),
-        field("retry_backoff", "Backoff factor", ctl.retry_backoff))),
+        field("retry_backoff", "Backoff factor", ctl.retry_backoff)),
+      field("keep_processes", "Keep processes a run leaves running", ctl.keep_processes,
+        "Unchecked: what a run starts in the background is stopped when the run ends.", ".check")),
     formError,
     h("div.actions", null, submit, h("a.button", {href: "#/tasks"}, "Cancel")),
     zones);
@@ -217,6 +220,7 @@ export function mount(root, {query}) {
     for (const f of LIMITS) {
       if (t[f] !== null && t[f] !== undefined) ctl[f].value = t[f];
     }
+    ctl.keep_processes.checked = t.keep_processes === true;
     wantedOwner = t.owner;
     choose(ctl.owner, t.owner);
     showType();
@@ -384,6 +388,7 @@ export function mount(root, {query}) {
       const v = num(ctl[f]);
       if (v !== undefined) body[f] = v;
     }
+    if (ctl.keep_processes.checked) body.keep_processes = true;
     return body;
   }
 

@@ -3,12 +3,14 @@ import {api, get} from "../api.js";
 import {badge, brief, duration, elapsed, h, localTime, note, pretty, setAttr, setBadge, setText, syncRows,
   timeCell} from "../dom.js";
 import {showsNextRun, waitingFor} from "../model.js";
+import {resultView} from "../result-view.js";
 
 const PAGE_RUNS = 50;
 // What "Run again" copies: the work and its limits, as one Adhoc run now. The
 // window, type and schedule are left out (a copy of a recurring task would be
 // a second schedule; a copy of an ended window would be refused).
-const AGAIN = ["plugin", "action", "args", "kwargs", "owner", "timeout", "max_retries", "retry_delay", "retry_backoff"];
+const AGAIN = ["plugin", "action", "args", "kwargs", "owner", "timeout", "max_retries", "retry_delay", "retry_backoff",
+  "keep_processes"];
 
 export function mount(root, {params: [id], setTitle}) {
   const title = h("h1", null, "Task");
@@ -24,7 +26,7 @@ export function mount(root, {params: [id], setTitle}) {
   const confirmBox = h("div.confirm", {id: "confirm", role: "group", "aria-label": "Confirm", hidden: true},
     confirmText, confirmYes, confirmNo);
   const dl = h("dl.fields");
-  const pres = {args: h("pre"), kwargs: h("pre"), result: h("pre")};
+  const pres = {args: h("pre"), kwargs: h("pre"), result: h("div.result")};
   const runsBody = h("tbody");
   const runsCount = h("span.muted");
   const runsNote = note("No runs yet.", "empty");
@@ -61,6 +63,7 @@ export function mount(root, {params: [id], setTitle}) {
   [["ID", "id"], ["Owner", "owner"], ["Ran on", "executor"], ["Type", "type"], ["Schedule", "schedule"],
     ["Next run", "next_run_at"], ["Start", "execution_start_time"], ["End", "execution_end_time"],
     ["Overlap", "overlap"], ["Catch-up", "catch_up"], ["Timeout", "timeout"], ["Retries", "retries"],
+    ["Left running", "keep_processes"],
     ["Created", "created_at"], ["Updated", "updated_at"], ["Cancelled", "cancelled_at"]].forEach(([l, k]) => row(l, k));
   const TIMES = ["next_run_at", "execution_start_time", "execution_end_time", "created_at", "updated_at", "cancelled_at"];
   for (const k of TIMES) rows[k].dd.append(h("time"));
@@ -80,6 +83,7 @@ export function mount(root, {params: [id], setTitle}) {
     setText(rows.overlap.dd, t.overlap);
     setText(rows.catch_up.dd, t.catch_up);
     setText(rows.timeout.dd, t.timeout ? duration(t.timeout) : "none");
+    setText(rows.keep_processes.dd, t.keep_processes ? "kept after a run" : "stopped when a run ends");
     setText(rows.retries.dd, t.max_retries ? `${t.max_retries}, first after ${t.retry_delay} s, then ×${t.retry_backoff}` : "none");
     for (const k of TIMES) timeCell(rows[k].dd.firstChild, t[k]);
     const waiting = waitingFor(t);
@@ -90,7 +94,7 @@ export function mount(root, {params: [id], setTitle}) {
     for (const [k, r] of Object.entries(rows)) r.wrap.hidden = !!hide[k];
     setText(pres.args, pretty(t.args));
     setText(pres.kwargs, pretty(t.kwargs));
-    setText(pres.result, pretty(t.result));
+    showResult(pres.result, t.result);
     if (confirmBox.hidden) cancelBtn.hidden = !["Created", "Active"].includes(t.status);
   }
 
@@ -230,6 +234,14 @@ export function mount(root, {params: [id], setTitle}) {
   return {refresh, ownsTitle: true};
 }
 
+/** Redrawn only when the result changed: a refresh keeps what the user selected or scrolled. */
+function showResult(box, result) {
+  const text = JSON.stringify(result ?? null);
+  if (box.dataset.shown === text) return;
+  box.dataset.shown = text;
+  box.replaceChildren(...resultView(result));
+}
+
 function runRow(r) {
   const toggle = h("button.small", {type: "button", "aria-expanded": "false", "aria-label": `Output of run #${r.id}`}, "Output");
   const tr = h("tr", null, h("td.num.mono", null, "#" + r.id), h("td.opt.num"), h("td", null, h("time")), h("td.opt"),
@@ -262,17 +274,19 @@ async function toggleOutput(tr, button, runId) {
     return;
   }
   const pre = h("pre.output", {tabindex: "0"}, "Loading output…");
+  const result = h("div.result.run-result");
   const reload = h("button.small", {type: "button"}, "Reload");
   const panel = h("tr.output-row", null, h("td", {colSpan: 8}, h("div.output-head", null,
-    h("strong", null, `Run #${runId}`), reload), pre));
+    h("strong", null, `Run #${runId}`), reload), pre, result));
   tr._companion = panel;
   tr.after(panel);
   button.setAttribute("aria-expanded", "true");
   async function load() {
     try {
       const run = await get(`/executions/${runId}`);
-      pre.textContent = (run.output ? run.output : "(no output)") +
-        (run.result !== null && run.result !== undefined ? "\n\n— result —\n" + pretty(run.result) : "");
+      pre.textContent = run.output ? run.output : "(no output)";
+      result.replaceChildren(...(run.result !== null && run.result !== undefined ?
+        [h("h3", null, "Result"), ...resultView(run.result)] : []));
     } catch (e) {
       if (e.status !== 401) pre.textContent = "Could not load the output: " + e.message;
     }

@@ -1,0 +1,107 @@
+"""What a finished run leaves running in its worker's session is stopped, unless kept."""
+import os
+import queue
+import signal
+import subprocess
+import time
+
+import pytest
+
+from octopus.agent.runner import Runner
+from octopus.agent.sessions import Sweeper
+from octopus.harness import wait_for
+
+pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
+
+PLUGIN = '''
+import os, subprocess
+
+
+def leave_behind():
+    # A child never waited for, in a process group of its own (as a shell's job is).
+    p = subprocess.Popen(["sleep", "300"], preexec_fn=os.setpgrp)
+    return {"child": p.pid, "worker": os.getpid()}
+
+
+def me():
+    return os.getpid()
+
+
+def orphan():
+    # A shell's background job: its shell ends at once, the launcher adopts it.
+    out = subprocess.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+                         stdout=subprocess.PIPE, check=True).stdout
+    return int(out)
+'''
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def runner(tmp_path):
+    done = queue.Queue()
+    r = Runner(str(tmp_path / "tmp"), done.put, output_limit=1000)
+    r.start()
+    (tmp_path / "leaver.py").write_text(PLUGIN)
+    r.plugin = str(tmp_path / "leaver.py")
+    r.done = done
+    yield r
+    r.close()
+
+
+def run(runner, run_id, action, **kwargs):
+    runner.submit(run_id, runner.plugin, action, [], {}, **kwargs)
+    msg = runner.done.get(timeout=30)
+    assert msg["id"] == run_id and msg["status"] == "success", msg
+    return msg["result"]
+
+
+def test_what_a_run_left_running_is_stopped_when_it_ends_and_the_worker_goes_on(runner):
+    first = run(runner, 1, "leave_behind")
+    wait_for(lambda: not _alive(first["child"]), 10, what="the child left behind stopped")
+    assert run(runner, 2, "me") == first["worker"]  # the worker itself was spared, and reused
+
+
+def test_an_orphan_a_run_left_is_stopped_too(runner):
+    pid = run(runner, 1, "orphan")
+    wait_for(lambda: not _alive(pid), 10, what="the orphaned background job stopped")
+
+
+def test_a_run_that_keeps_its_processes_leaves_them_running(runner):
+    kept = run(runner, 1, "leave_behind", keep_processes=True)
+    try:
+        # Another run ends meanwhile (on a new worker: the kept one's is retired).
+        assert run(runner, 2, "me") != kept["worker"]
+        # What a later run leaves is still stopped; the kept one is not.
+        orphan = run(runner, 3, "orphan")
+        wait_for(lambda: not _alive(orphan), 10, what="the later run's job stopped")
+        assert _alive(kept["child"])
+    finally:
+        os.kill(kept["child"], signal.SIGKILL)
+
+
+def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives():
+    # A session like a worker's: its leader is spared, its child ignores SIGTERM.
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; exec sleep 300"],
+        stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        child = int(leader.stdout.readline())
+        now = [time.monotonic()]
+        sweeper = Sweeper(grace=5.0, clock=lambda: now[0])
+        sweeper.sweep(leader.pid, spare=leader.pid)
+        assert sweeper.next_deadline() == now[0] + 5.0
+        sweeper.finish(now[0] + 4.9)  # within the grace: SIGTERM only, which it ignores
+        assert _alive(child)
+        sweeper.finish(now[0] + 5.0)
+        wait_for(lambda: not _alive(child), 10, what="SIGKILL after the grace")
+        assert leader.poll() is None and sweeper.next_deadline() is None
+    finally:
+        leader.kill()
+        leader.wait()
