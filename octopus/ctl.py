@@ -338,14 +338,11 @@ def agents(client, args):
 
 
 def _all_agents(client):
-    """Every agent, read a page at a time (GET /agents pages its answer)."""
-    agents, total = [], None
-    while total is None or len(agents) < total:
+    """Every agent, a page at a time (GET /agents pages its answer)."""
+    agents, page = [], {"agents": [None], "total": 1}
+    while page["agents"] and len(agents) < page["total"]:  # an empty page: the fleet shrank
         page = client.send("GET", "/agents?limit=%d&offset=%d" % (AGENTS_PAGE, len(agents)))
         agents += page["agents"]
-        total = page.get("total", len(agents))
-        if not page["agents"]:
-            break  # the fleet shrank while we read it
     return {"agents": agents, "total": len(agents)}
 
 
