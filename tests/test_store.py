@@ -550,3 +550,34 @@ def test_run_outcomes_are_bucketed_by_sqlite_as_by_their_finish_times(store, clo
             expected[slot][status] = expected[slot].get(status, 0) + 1
     assert [{k: v for k, v in b.items() if k != "start"} for b in buckets] == expected
     assert expected[0] == {"success": 1, "failed": 1} and expected[5] == {"lost": 1, "failed": 1}
+
+
+def test_migration_12_keeps_agents_that_ran_work_taking_it(tmp_path, clock):
+    """Upgrading a running fleet: agents given work before the upgrade still get ALL
+    runs at once; one that only heartbeated waits until it asks."""
+    from octopus.store.migrate import migrations
+
+    path = str(tmp_path / "v11.db")
+    conn = apsw.Connection(path)
+    now = iso(clock.now)
+    with conn:
+        for number, sql in migrations():
+            if number <= 11:
+                conn.execute(sql.read_text(encoding="utf-8"))
+        conn.execute("PRAGMA user_version = 11")
+        for name in ("worker", "curl"):
+            conn.execute("INSERT INTO agents (name, first_seen, last_heartbeat) VALUES (?, ?, ?)",
+                         (name, now, now))
+        conn.execute("INSERT INTO tasks (id, plugin, action, status, updated_at, created_at) "
+                     "VALUES ('old', 'echo', 'echo', 'success', ?, ?)", (now, now))
+        conn.execute("INSERT INTO executions (task_id, client, status, created_at) "
+                     "VALUES ('old', 'worker', 'success', ?)", (now,))
+    conn.close()
+    store = Store(path, clock=clock)
+    try:
+        assert {a["name"]: a["takes_work"] for a in store.list_agents()} == {
+            "curl": False, "worker": True}
+        created, fanned = store.create_task(task(owner="ALL"))
+        assert fanned == ["worker"]
+    finally:
+        store.close()
