@@ -174,7 +174,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return woken
 
     def fan_out_due(self):
-        """Fan out ALL tasks that were waiting for an agent to come online."""
+        """Fan out ALL tasks that were waiting for an agent to take work."""
         now = self._clock()
         with self._db.read() as conn:
             due = [r["id"] for r in conn.execute(
