@@ -127,6 +127,7 @@ def connect(args):
 # -- output -----------------------------------------------------------------------
 
 WIDTH = 40  # longest cell in a table; longer values are cut with "..."
+AGENTS_PAGE = 1000  # agents per request when listing them all (the server's largest page)
 
 
 def cell(value, width=WIDTH):
@@ -324,7 +325,7 @@ def tasks_delete(client, args):
 def agents(client, args):
     if args.action:
         return _agent_credential(client, args)
-    reply = client.send("GET", "/agents")
+    reply = _all_agents(client)
     if args.json:
         return print_json(reply)
     table(["NAME", "STATUS", "CREDENTIAL", "HOST", "IP", "VERSION", "SLOTS", "RUNNING",
@@ -334,6 +335,15 @@ def agents(client, args):
             when(a.get("last_heartbeat"))] for a in reply["agents"]])
     online = sum(a["status"] == "online" for a in reply["agents"])
     print("%d agent(s), %d online" % (len(reply["agents"]), online))
+
+
+def _all_agents(client):
+    """Every agent, a page at a time (GET /agents pages its answer)."""
+    agents, page = [], {"agents": [None], "total": 1}
+    while page["agents"] and len(agents) < page["total"]:  # an empty page: the fleet shrank
+        page = client.send("GET", "/agents?limit=%d&offset=%d" % (AGENTS_PAGE, len(agents)))
+        agents += page["agents"]
+    return {"agents": agents, "total": len(agents)}
 
 
 def _agent_credential(client, args):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +205,7 @@ class Cluster:
         def online():
             if not self.agents[name].alive():
                 raise RuntimeError("agent %s exited:\n%s" % (name, self.agents[name].log()[-3000:]))
-            _, body = api.call("GET", "/agents")
+            _, body = api.call("GET", "/agents?prefix=" + urllib.parse.quote(name, safe=""))
             return any(a["name"] == name and a["status"] == "online" for a in body["agents"])
 
         try:

@@ -113,6 +113,13 @@ def heartbeat(api, *names):
         assert r.status_code == 200, r.text
 
 
+def taking_work(api, *names):
+    """Agents online that asked for work once (what a real agent does): ALL tasks go to them."""
+    heartbeat(api, *names)
+    for name in names:
+        assert work(api, name, capacity=0) == []
+
+
 # -- creating and reading tasks --------------------------------------------------------
 
 
@@ -496,7 +503,7 @@ def test_unknown_run_is_rejected_and_known_ones_in_the_batch_still_count(api):
 
 
 def test_all_task_gets_one_run_per_online_agent_and_is_done_after_both(api):
-    heartbeat(api, "a", "b")
+    taking_work(api, "a", "b")
     task = create(api, owner="ALL")
     assert task["owner"] == "ALL"
     [run_a] = work(api, "a", capacity=5)
@@ -521,9 +528,10 @@ def test_all_task_waits_for_an_agent_to_come_online(api):
     task = create(api, owner="ALL")
     assert task["status"] == "Created"
     heartbeat(api, "a")
-    assert get_task(api, task["id"])["status"] == "Active"
-    [run] = work(api, "a")
+    assert get_task(api, task["id"])["status"] == "Created"  # online, not asking for work yet
+    [run] = work(api, "a")  # its first ask fans the task out to it, and hands it the run
     assert run["task_id"] == task["id"]
+    assert get_task(api, task["id"])["status"] == "Active"
 
 
 def test_specific_owner_goes_only_to_that_agent(api):
@@ -1221,7 +1229,7 @@ def test_put_owner_to_all_fans_out_to_online_agents(api):
     """Once a bug: PUT {"owner": "ALL"} on a Created task while agents are online leaves it in
     Created: fan-out only happens at creation, when an agent comes (back) online, or when
     a start time falls due.  Steadily online agents never get a run."""
-    heartbeat(api, "a", "b")
+    taking_work(api, "a", "b")
     task = create(api, owner="nobody")
     r = api.call("PUT", "/tasks/" + task["id"], {"owner": "ALL"})
     assert r.status_code == 200

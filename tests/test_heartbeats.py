@@ -121,7 +121,8 @@ def test_a_bad_heartbeat_in_an_ask_is_refused_and_records_nothing(api, beat, fie
 
 def test_an_agent_past_the_waiter_cap_beats_through_its_asks(cluster):
     """One request per TASK_CHECK_INTERVAL instead of two: no separate heartbeats."""
-    cluster.start_server(env={"OCTOPUS_MAX_WAITERS": "0", "OCTOPUS_CLIENT_TIMEOUT": "3"})
+    # CLIENT_TIMEOUT 6: the server asks for a heartbeat every 2 s, the agent's own interval.
+    cluster.start_server(env={"OCTOPUS_MAX_WAITERS": "0", "OCTOPUS_CLIENT_TIMEOUT": "6"})
     cluster.start_agent("capped", env={"OCTOPUS_HEARTBEAT_INTERVAL": "2",
                                        "OCTOPUS_TASK_CHECK_INTERVAL": "1"})
     api = cluster.api()

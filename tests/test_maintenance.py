@@ -121,11 +121,42 @@ def test_retention_queries_read_only_old_rows_through_their_indexes(store, raw):
 def test_zero_retention_days_keeps_everything_but_still_checkpoints(store, clock, raw):
     add_task(raw, "ancient", "success", iso(clock.now - 3000 * DAY))
     m = maintenance(store, clock, RETENTION_DAYS=0, VACUUM_SCHEDULE="", REINDEX_SCHEDULE="",
-                    OPTIMIZE_SCHEDULE="")
-    assert m.next_times() == {"retention": None, "checkpoint": clock.now + 30, "optimize": None,
-                              "reindex": None, "vacuum": None}
+                    OPTIMIZE_SCHEDULE="", AGENT_FORGET_AFTER=0)
+    assert m.next_times() == {"retention": None, "forget_agents": None,
+                              "checkpoint": clock.now + 30, "optimize": None, "reindex": None,
+                              "vacuum": None}
     assert m.step(clock.now + 10 * DAY) == ["checkpoint"]
     assert ids(raw, "tasks") == {"ancient"}
+
+
+# -- agents that never took work ----------------------------------------------
+
+def test_agents_that_never_asked_for_work_are_forgotten_after_agent_forget_after(store, clock):
+    """Once a bug: 20,000 heartbeats under new names left 20,000 rows for ever."""
+    for name in ("worker", "curl-test", "recent", "enrolled"):
+        store.heartbeat(name, {})
+    store.ask_for_work("worker")  # a real agent: it asks for work once online
+    store.enroll_agent("enrolled", "f" * 64)
+    clock.advance(DAY - 60)
+    store.heartbeat("recent", {"ip": "changed"})  # heard from within the day
+    clock.advance(120)
+    m = maintenance(store, clock, AGENT_FORGET_AFTER=DAY, RETENTION_DAYS=0)
+    assert "forget_agents" in m.step(clock.now + 30)
+    assert sorted(a["name"] for a in store.list_agents()) == ["recent", "worker"]
+    [cred] = store.credentials()  # an enrolled name keeps its credential
+    assert cred["name"] == "enrolled"
+    assert store.heartbeat("curl-test", {}) is True  # a forgotten client that comes back is new
+    [row] = store.list_agents(prefix="curl")
+    assert row["status"] == "online" and row["takes_work"] is False
+
+
+def test_zero_agent_forget_after_forgets_nobody(store, clock):
+    store.heartbeat("curl-test", {})
+    clock.advance(3000 * DAY)
+    m = maintenance(store, clock, AGENT_FORGET_AFTER=0)
+    assert m.next_times()["forget_agents"] is None
+    m.step(clock.now + DAY)
+    assert [a["name"] for a in store.list_agents()] == ["curl-test"]
 
 
 # -- schedule ----------------------------------------------------------------
@@ -133,8 +164,8 @@ def test_zero_retention_days_keeps_everything_but_still_checkpoints(store, clock
 def test_each_kind_runs_when_due_and_is_recorded_with_its_duration(store, clock):
     start = parse_iso("2026-12-31T23:00:00Z")  # a Thursday; 1 January 2027 is a Friday
     clock.now = start
-    m = maintenance(store, clock, TASK_CLEANUP_INTERVAL=600)
-    at = {k: iso(v) for k, v in m.next_times().items()}
+    m = maintenance(store, clock, TASK_CLEANUP_INTERVAL=600, AGENT_FORGET_AFTER=0)
+    at = {k: iso(v) for k, v in m.next_times().items() if v is not None}
     assert at == {"retention": "2026-12-31T23:00:30.000Z", "checkpoint": "2026-12-31T23:00:30.000Z",
                   "optimize": "2027-01-01T03:30:00.000Z", "reindex": "2027-01-01T03:00:00.000Z",
                   "vacuum": "2027-01-03T03:00:00.000Z"}
@@ -186,7 +217,8 @@ def test_a_failing_run_is_logged_recorded_and_the_others_go_on(store, clock, mon
     clock.now = parse_iso("2027-01-01T02:59:00Z")
     m = maintenance(store, clock)
     with caplog.at_level(logging.INFO, logger="octopus.maintenance"):
-        assert m.step(parse_iso("2027-01-01T03:00:00Z")) == ["retention", "checkpoint", "reindex"]
+        assert m.step(parse_iso("2027-01-01T03:00:00Z")) == ["retention", "forget_agents",
+                                                              "checkpoint", "reindex"]
     failed = store.last_maintenance()["reindex"]
     assert failed["error"] == "BusyError: database is locked" and failed["detail"] == {}
     assert "Maintenance reindex failed" in caplog.text
@@ -218,7 +250,7 @@ def test_get_maintenance_lists_runs_settings_and_next_times(api, store):
     assert [r["detail"] for r in body["runs"]] == [{"n": 4}, {"n": 3}]
     assert (body["limit"], body["offset"]) == (2, 1)
     assert body["settings"] == {"RETENTION_DAYS": 30, "TASK_CLEANUP_INTERVAL": 300,
-                                "VACUUM_SCHEDULE": "0 3 * * 0", "REINDEX_SCHEDULE": "0 3 1 * *",
+                                "AGENT_FORGET_AFTER": 86400, "VACUUM_SCHEDULE": "0 3 * * 0", "REINDEX_SCHEDULE": "0 3 1 * *",
                                 "OPTIMIZE_SCHEDULE": "30 3 * * *"}
     assert set(body["next"]) == set(queries.KINDS) and all(body["next"].values())
     assert body["last"]["retention"]["detail"] == {"tasks": 3} and body["last"]["vacuum"] is None

@@ -5,7 +5,7 @@ import pytest
 
 from octopus import schedule
 from octopus.timeutil import iso, parse_iso
-from test_api import assert_error, create, heartbeat, report, unchanged, work
+from test_api import assert_error, create, heartbeat, report, taking_work, unchanged, work
 
 
 def test_stats_count_tasks_agents_and_runs_by_outcome_per_bucket(api, clock):
@@ -112,7 +112,7 @@ def test_dashboard_files_are_revalidated_so_an_upgrade_is_never_mixed(api):
 # -- bulk create ------------------------------------------------------------------
 
 def test_a_list_of_tasks_is_created_in_one_request(api):
-    heartbeat(api, "a")
+    taking_work(api, "a")
     body = [{"plugin": "echo", "action": "echo", "args": [i]} for i in range(5)]
     body.append({"plugin": "echo", "action": "echo", "owner": "ALL"})
     r = api.call("POST", "/tasks", body)

@@ -114,6 +114,7 @@ def test_all_recurring_makes_a_run_per_online_agent_and_skips_with_none(store, c
     assert [(r["client"], r["status"]) for r in runs(store, task["id"])] == [(None, "skipped")]
     for name in ("a", "b"):
         store.heartbeat(name, {"concurrency": 1})
+        store.ask_for_work(name)
     clock.advance(10)
     scheduler.release_due(clock())
     assert sorted((r["client"], r["status"]) for r in runs(store, task["id"])[1:]) == [
@@ -338,6 +339,7 @@ def test_an_all_tasks_waiting_run_is_lost_with_its_agent(store, clock):
     scheduler, _ = make(store, clock, CLIENT_TIMEOUT=30)
     for name in ("a", "b"):
         store.heartbeat(name, {"concurrency": 1})
+        store.ask_for_work(name)
     task, _ = store.create_task(dict(BASE, owner="ALL", max_retries=1, retry_delay=100))
     for name in ("a", "b"):
         [run] = store.claim_runs(name, 1)

@@ -34,6 +34,7 @@ def test_a_task_with_a_start_time_is_handed_out_when_due(store, clock):
 def test_an_offline_agents_runs_are_lost_at_the_sweep(store, clock):
     scheduler, dispatcher = make(store, clock, CLIENT_TIMEOUT=30)
     store.heartbeat("a", {"concurrency": 1})
+    store.ask_for_work("a")
     task, _ = store.create_task(dict(ECHO, owner="ALL"))
     store.claim_runs("a", 1)
     watch = dispatcher.watch_task(task["id"])
@@ -46,15 +47,52 @@ def test_an_offline_agents_runs_are_lost_at_the_sweep(store, clock):
     assert watch.is_set()
 
 
-def test_step_sweeps_at_its_interval(store, clock):
-    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=30, HEARTBEAT_CLEANUP_INTERVAL=60)
+def test_step_loses_a_silent_agents_runs_at_client_timeout_whatever_the_interval(store, clock):
+    """Once a bug: runs of an agent gone silent stayed running until the next
+    HEARTBEAT_CLEANUP_INTERVAL sweep, up to a minute after CLIENT_TIMEOUT."""
+    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=3, HEARTBEAT_CLEANUP_INTERVAL=60)
+    clock.advance(10)  # past the start-up grace
     store.heartbeat("a", {"concurrency": 1})
-    task, _ = store.create_task(dict(ECHO, owner="ALL"))
+    task, _ = store.create_task(dict(ECHO, owner="a"))
     store.claim_runs("a", 1)
     scheduler.step(clock())
-    clock.advance(31)
-    scheduler.step(clock())  # within the interval: no sweep yet
-    assert store.get_task(task["id"])["status"] == "Active"
-    clock.advance(30)
+    clock.advance(1)
+    store.heartbeat("a", {"concurrency": 1})  # kept in memory: the store's time is a flush late
+    last = clock()
+    while clock() < last + 3 - 0.1:  # ticks up to its deadline: nothing lost yet
+        clock.advance(0.1)
+        scheduler.step(clock())
+        assert first_run(store, task) == "running", clock() - last
+    for _ in range(2):  # within two ticks of CLIENT_TIMEOUT
+        clock.advance(0.1)
+        scheduler.step(clock())
+    assert first_run(store, task) == "lost"
+
+
+def first_run(store, task):
+    return store.get_task(task["id"], True)["executions"][0]["status"]
+
+
+def test_the_sweep_waits_for_the_earliest_deadline_or_the_interval(store, clock):
+    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=5, HEARTBEAT_CLEANUP_INTERVAL=60)
+    clock.advance(10)
     scheduler.step(clock())
-    assert store.get_task(task["id"])["status"] == "Done"
+    assert scheduler.next_sweep(clock()) == clock() + 60  # no agent: the interval
+    store.heartbeat("a", {})
+    store.heartbeat("b", {})
+    clock.advance(2)
+    store.heartbeat("b", dict(ip="x"))  # written through: b's deadline moves on, a's stays
+    assert abs(scheduler.next_sweep(clock()) - (clock() - 2 + 5)) < 0.1
+
+
+def test_an_agent_coming_online_wakes_a_sweep_planned_later(store, clock):
+    scheduler, _ = make(store, clock, CLIENT_TIMEOUT=3, HEARTBEAT_CLEANUP_INTERVAL=60)
+    clock.advance(10)
+    scheduler.step(clock())  # no agent: the next sweep is a minute away
+    store.heartbeat("late", {"concurrency": 1})
+    task, _ = store.create_task(dict(ECHO, owner="late"))
+    store.claim_runs("late", 1)
+    scheduler.step(clock())
+    clock.advance(3.2)
+    scheduler.step(clock())
+    assert first_run(store, task) == "lost"

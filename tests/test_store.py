@@ -154,6 +154,8 @@ def test_all_task_fans_out_to_online_agents_and_sums_up(store, clock):
     clock.advance(31)
     store.heartbeat("a", {})
     store.heartbeat("b", {})  # c is offline now
+    for name in ("a", "b", "c"):  # back online, a and b take work once they ask
+        store.ask_for_work(name)
     created, fanned = store.create_task(task(owner="ALL"))
     assert sorted(fanned) == ["a", "b"]
     assert store.get_task(created["id"])["status"] == "Active"
@@ -174,6 +176,8 @@ def test_all_task_without_agents_waits_for_one(store):
     created, fanned = store.create_task(task(owner="ALL"))
     assert fanned == [] and store.get_task(created["id"])["status"] == "Created"
     store.heartbeat("late", {})
+    assert store.fan_out_due() == set()  # online, but it has not asked for work
+    assert store.ask_for_work("late") is True
     assert store.fan_out_due() == {"late"}
     assert store.get_task(created["id"])["status"] == "Active"
 
@@ -227,6 +231,7 @@ def test_agents_show_online_offline_and_running(store, clock):
 def test_runs_of_a_vanished_agent_are_lost_and_settle_their_tasks(store, clock):
     for name in ("a", "b"):
         store.heartbeat(name, {"concurrency": 4})
+        store.ask_for_work(name)
     mine, _ = store.create_task(task(owner="a"))
     everyone, _ = store.create_task(task(owner="ALL"))
     runs = store.claim_runs("a", 4)
@@ -468,6 +473,7 @@ def test_task_counts_kept_by_triggers_match_a_count_of_the_table(store, clock):
 
     assert store.counts() == ({}, 0)
     store.heartbeat("a", {"concurrency": 3})
+    store.ask_for_work("a")
     ids = [store.create_task(task(), candidates=["a"])[0]["id"] for _ in range(4)]
     ids += [t["id"] for t in store.create_tasks([task(owner="b") for _ in range(3)])[0]]
     ids.append(store.create_task(task(owner="ALL"), candidates=["a"])[0]["id"])
@@ -544,3 +550,34 @@ def test_run_outcomes_are_bucketed_by_sqlite_as_by_their_finish_times(store, clo
             expected[slot][status] = expected[slot].get(status, 0) + 1
     assert [{k: v for k, v in b.items() if k != "start"} for b in buckets] == expected
     assert expected[0] == {"success": 1, "failed": 1} and expected[5] == {"lost": 1, "failed": 1}
+
+
+def test_migration_12_keeps_agents_that_ran_work_taking_it(tmp_path, clock):
+    """Upgrading a running fleet: agents given work before the upgrade still get ALL
+    runs at once; one that only heartbeated waits until it asks."""
+    from octopus.store.migrate import migrations
+
+    path = str(tmp_path / "v11.db")
+    conn = apsw.Connection(path)
+    now = iso(clock.now)
+    with conn:
+        for number, sql in migrations():
+            if number <= 11:
+                conn.execute(sql.read_text(encoding="utf-8"))
+        conn.execute("PRAGMA user_version = 11")
+        for name in ("worker", "curl"):
+            conn.execute("INSERT INTO agents (name, first_seen, last_heartbeat) VALUES (?, ?, ?)",
+                         (name, now, now))
+        conn.execute("INSERT INTO tasks (id, plugin, action, status, updated_at, created_at) "
+                     "VALUES ('old', 'echo', 'echo', 'success', ?, ?)", (now, now))
+        conn.execute("INSERT INTO executions (task_id, client, status, created_at) "
+                     "VALUES ('old', 'worker', 'success', ?)", (now,))
+    conn.close()
+    store = Store(path, clock=clock)
+    try:
+        assert {a["name"]: a["takes_work"] for a in store.list_agents()} == {
+            "curl": False, "worker": True}
+        created, fanned = store.create_task(task(owner="ALL"))
+        assert fanned == ["worker"]
+    finally:
+        store.close()

@@ -70,6 +70,7 @@ class Agent:
         reply = client.request("POST", "/heartbeat", dict(self._beat(), client=self.name,
                                                           instance=self._instance))
         self._pace.beat_taken(sent)
+        self._pace.server_asks(reply.get("heartbeat_interval"))
         self._sync_plugins(reply)
         return reply
 
@@ -269,7 +270,7 @@ class Agent:
     # -- loops --------------------------------------------------------------
 
     def _heartbeat_loop(self):
-        client, interval, backoff = self._client(), self.config.HEARTBEAT_INTERVAL, Backoff()
+        client, backoff = self._client(), Backoff()
         delay = 0
         while not self._stop.wait(delay):
             due = self._pace.beat_due(time.monotonic())
@@ -282,8 +283,9 @@ class Agent:
                     log.info("Agent %s connected to %s", self.name, self.config.SERVER_URL)
                     self._connected.set()
                 backoff.reset()
-                delay = interval
+                delay = self._pace.interval  # the server may have asked for a shorter one
             except Exception as e:
+                interval = self._pace.interval
                 # Until the first heartbeat lands, retry sooner than the interval.
                 delay = interval if self._connected.is_set() else min(interval, backoff.next_delay())
                 _log_failure("Heartbeat", e, delay)

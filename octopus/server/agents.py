@@ -1,5 +1,6 @@
 """Routes agents use (heartbeat, work, results) and the fleet view (/agents)."""
 import logging
+import threading
 import time
 
 import falcon
@@ -8,7 +9,9 @@ from octopus.constants import MAX_RESULT, RunStatus, run_error
 from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
+from octopus.server import validate
 from octopus.server.validate import agent_name
+from octopus.store.agents import STATUSES
 from octopus.store.db import dumps
 from octopus.timeutil import iso, parse_iso
 
@@ -19,6 +22,9 @@ MAX_CAPACITY = 1024
 MAX_ID = 2 ** 63 - 1        # SQLite's largest integer
 MAX_OUTPUT = 2 << 20        # characters of output kept per run (agents cut at MAX_OUTPUT)
 RESULTS_MAX_BODY = 12 << 20  # a batch of results with their output
+AGENTS_PAGE = 100       # agents in a GET /agents page unless ?limit= says
+MAX_AGENTS_PAGE = 1000
+MAX_GOODBYES = 100000   # agents whose goodbye is remembered (their late heartbeats ignored)
 
 
 def _int_field(body, name, default, low, high):
@@ -44,6 +50,8 @@ class Beats:
         self._store = store
         self._dispatcher = dispatcher
         self._clock = clock
+        self._lock = threading.Lock()
+        self._gone = {}  # agent name -> the instance that said goodbye
 
     def fields(self, name, body, req):
         """What an agent says of itself, checked; ``name`` is its hostname if it says none."""
@@ -53,6 +61,10 @@ class Beats:
                 "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
 
     def record(self, name, info, instance, running):
+        with self._lock:
+            if instance is not None and self._gone.get(name) == instance:
+                return  # sent before its goodbye, come after it: that process is stopping
+            self._gone.pop(name, None)
         # A new process of this agent: its old one's held requests reach nobody.
         restarted = self._dispatcher.release_others(name, instance)
         if restarted:
@@ -60,10 +72,36 @@ class Beats:
         if self._store.heartbeat(name, info):
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
                      info["ip"])
-            self._dispatcher.wake(self._store.fan_out_due())
         else:
             log.debug("Heartbeat received from %s", name)
         self._reconcile(name, running, restarted)
+
+    def asked(self, name):
+        """``name`` asks for work: the first ask since it came online makes it
+        one that takes work, and ALL tasks waiting for such an agent go to it."""
+        if self._store.ask_for_work(name):
+            log.info("Agent %s asks for work: ALL tasks go to it", name)
+            self._dispatcher.wake(self._store.fan_out_due())
+
+    def stopped(self, name, instance):
+        """``name`` said goodbye: offline at once, its unfinished runs lost
+        (tried again elsewhere), no more runs for it."""
+        self._dispatcher.release(name, instance)
+        if not self._dispatcher.is_latest(name, instance):
+            return log.info("A former process of agent %s is stopping", name)
+        if instance is not None:
+            with self._lock:
+                self._gone.pop(name, None)
+                self._gone[name] = instance
+                while len(self._gone) > MAX_GOODBYES:
+                    del self._gone[next(iter(self._gone))]
+        self._store.agent_stopped(name)
+        finished, requeued = self._store.lose_runs(name)
+        log.info("Agent %s is stopping: offline (runs it left recorded as lost: tasks %s)",
+                 name, ", ".join(finished + requeued) or "none")
+        self._dispatcher.tasks_finished(finished)
+        if requeued:
+            hand_out(self._store, self._dispatcher, requeued)
 
     def _reconcile(self, name, running, restarted=False):
         """Runs the server thinks this agent has, and it says it has not, are lost.
@@ -88,10 +126,11 @@ class Beats:
 class HeartbeatResource:
     auth = AGENT
 
-    def __init__(self, beats, registry, dispatcher):
+    def __init__(self, config, beats, registry, dispatcher):
         self._beats = beats
         self._registry = registry
         self._dispatcher = dispatcher
+        self._interval = round(config.CLIENT_TIMEOUT / 3, 3)
 
     def on_post(self, req, resp):
         body = read_json(req)
@@ -99,11 +138,12 @@ class HeartbeatResource:
         info = self._beats.fields(name, body, req)
         instance = _text(body, "instance", 64)
         if body.get("stopping") is True:  # its last word: hand it nothing more
-            self._dispatcher.release(name, instance)
-            log.info("Agent %s is stopping", name)
+            self._beats.stopped(name, instance)
         else:
             self._beats.record(name, info, instance, body.get("running"))
-        resp.media = {"status": "ok", "plugins": self._registry.digest()}
+        # Three heartbeats a CLIENT_TIMEOUT: agents keep the smaller of this and their own.
+        resp.media = {"status": "ok", "plugins": self._registry.digest(),
+                      "heartbeat_interval": self._interval}
 
 
 def _ids(value):
@@ -124,11 +164,24 @@ def _text(body, name, limit=256):
 
 
 class AgentsResource:
+    """``GET /agents``: the fleet by name, paged, filtered by status and name prefix."""
+
     def __init__(self, store):
         self._store = store
 
     def on_get(self, req, resp):
-        resp.media = {"agents": self._store.list_agents()}
+        validate.only_params(req, ("status", "prefix", "limit", "offset"))
+        limit = validate.int_param(req, "limit", AGENTS_PAGE, 1, MAX_AGENTS_PAGE)
+        offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
+        status = req.get_param("status")
+        if status is not None and status not in STATUSES:
+            raise bad_request("status must be one of %s" % ", ".join(STATUSES), "status")
+        prefix = req.get_param("prefix")
+        if prefix is not None and (len(prefix) > validate.MAX_NAME or not prefix.isprintable()):
+            raise bad_request("prefix must be at most %d printable characters"
+                              % validate.MAX_NAME, "prefix")
+        agents, total = self._store.agents_page(status, prefix or None, limit, offset)
+        resp.media = {"agents": agents, "total": total, "limit": limit, "offset": offset}
 
 
 class WorkResource:
@@ -161,6 +214,7 @@ class WorkResource:
         info = self._beats.fields(name, beat, req) if beat else None
         if info:
             self._beats.record(name, info, instance, beat.get("running"))
+        self._beats.asked(name)
         answer = self._answer(name, capacity, wait, instance, _ids(body.get("stopping_runs")),
                               body.get("running"))
         resp.media = dict(answer, plugins=self._registry.digest(), heartbeat=bool(info))

@@ -42,7 +42,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))
     app.add_route("/audit", audit.AuditResource(store))
     beats = agents.Beats(config, store, dispatcher, clock)
-    app.add_route("/heartbeat", agents.HeartbeatResource(beats, registry, dispatcher))
+    app.add_route("/heartbeat", agents.HeartbeatResource(config, beats, registry, dispatcher))
     app.add_route("/agent/work", agents.WorkResource(config, store, registry, dispatcher, beats,
                                                      counted))
     app.add_route("/metrics", metrics.MetricsResource(counted, store, dispatcher))

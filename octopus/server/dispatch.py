@@ -69,6 +69,12 @@ class Dispatcher:
             self._release_others(name, instance)
             return former is not None
 
+    def is_latest(self, name, instance):
+        """Is ``instance`` agent ``name``'s latest process (or not known to be older)?"""
+        with self._lock:
+            latest = self._instances.get(name)
+        return instance is None or latest is None or latest == instance
+
     def release(self, name, instance):
         """Agent ``name`` (this ``instance`` of it) is stopping: drop its held requests."""
         with self._lock:

@@ -1,8 +1,9 @@
 """Database maintenance in a thread of its own, and ``GET /maintenance``.
 
-Retention and a WAL checkpoint run every TASK_CLEANUP_INTERVAL seconds
-(the first pass shortly after start-up); VACUUM, REINDEX and PRAGMA optimize
-run on their cron schedules (UTC).  A time missed while the server was down
+Retention, forgetting silent agents that never took work (AGENT_FORGET_AFTER)
+and a WAL checkpoint run every TASK_CLEANUP_INTERVAL seconds (the first pass
+shortly after start-up); VACUUM, REINDEX and PRAGMA optimize run on their cron
+schedules (UTC).  A time missed while the server was down
 is not caught up, as with cron.  The thread is not the scheduler's: a VACUUM
 may hold the write lock for minutes on a big file, and work must still be
 handed out meanwhile (hand-outs then wait for the lock, not for the tick).
@@ -30,9 +31,9 @@ DAY = 86400.0
 CRON_SETTINGS = {"vacuum": "VACUUM_SCHEDULE", "reindex": "REINDEX_SCHEDULE",
                  "optimize": "OPTIMIZE_SCHEDULE"}
 # Checkpoint after the deletes; REINDEX before VACUUM when both fall due.
-ORDER = ("retention", "checkpoint", "optimize", "reindex", "vacuum")
-SETTINGS = ("RETENTION_DAYS", "TASK_CLEANUP_INTERVAL", "VACUUM_SCHEDULE", "REINDEX_SCHEDULE",
-            "OPTIMIZE_SCHEDULE")
+ORDER = ("retention", "forget_agents", "checkpoint", "optimize", "reindex", "vacuum")
+SETTINGS = ("RETENTION_DAYS", "TASK_CLEANUP_INTERVAL", "AGENT_FORGET_AFTER", "VACUUM_SCHEDULE",
+            "REINDEX_SCHEDULE", "OPTIMIZE_SCHEDULE")
 
 
 def next_time(config, kind, started, last):
@@ -48,6 +49,8 @@ def next_time(config, kind, started, last):
         return next_cron(expr, started if last is None else last) if expr else None
     if kind == "retention" and not config.RETENTION_DAYS:
         return None  # 0 keeps everything
+    if kind == "forget_agents" and not config.AGENT_FORGET_AFTER:
+        return None
     if last is None:
         return started + min(FIRST_PASS_DELAY, config.TASK_CLEANUP_INTERVAL)
     return last + config.TASK_CLEANUP_INTERVAL
@@ -117,6 +120,14 @@ class Maintenance:
                             ("orphan_cancels", store.delete_old_orphan_cancels),
                             ("audit", store.delete_old_audit)):
             detail[key] = self._drain(delete, cutoff, detail)
+        return detail
+
+    def forget_agents(self, now):
+        """Remove agents that never asked for work and were silent for
+        AGENT_FORGET_AFTER (a client that only heartbeated, under any name)."""
+        cutoff = iso(now - self._config.AGENT_FORGET_AFTER)
+        detail = {"cutoff": cutoff, "batches": 0, "longest_batch": 0.0}
+        detail["agents"] = self._drain(self._store.forget_silent_agents, cutoff, detail)
         return detail
 
     def _drain(self, delete, cutoff, detail):

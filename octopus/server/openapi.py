@@ -148,9 +148,14 @@ ROUTES = {
                   errors={404: "No such run (or not a whole number from 1 to %d)."
                                % agents.MAX_ID}),
     },
-    "/agents": {"get": op(ADMIN, "Every agent ever seen, online or offline.",
-                          {"type": "object", "required": ["agents"],
-                           "properties": {"agents": array(ref("Agent"))}})},
+    "/agents": {"get": op(
+        ADMIN, "The agents the server knows, online or offline, by name; paged and filtered.",
+        ref("AgentList"), errors=BAD, params=[
+            query("status", enum=["online", "offline"]),
+            query("prefix", maxLength=validate.MAX_NAME,
+                  description="Only agents whose name starts with this."),
+            query("limit", "integer", agents.AGENTS_PAGE, 1, agents.MAX_AGENTS_PAGE),
+            query("offset", "integer", 0, 0, validate.MAX_OFFSET)])},
     "/agents/{name}": {
         "delete": op(ADMIN, "Forget an agent (revoking it first): its name may enroll again.",
                      status=204, params=[AGENT_PATH], errors=NO_AGENT),
@@ -216,7 +221,11 @@ ROUTES = {
     },
     "/heartbeat": {
         "post": op(AGENT, "An agent says it is alive.",
-                   {"type": "object", "required": ["status", "plugins"]},
+                   {"type": "object", "required": ["status", "plugins", "heartbeat_interval"],
+                    "properties": {"heartbeat_interval": {
+                        "type": "number", "description": "Seconds between heartbeats the "
+                        "server needs (CLIENT_TIMEOUT / 3): an agent beats at the smaller of "
+                        "this and its own HEARTBEAT_INTERVAL."}}},
                    body=json_body(ref("Heartbeat")), errors=BAD),
     },
     "/agent/work": {

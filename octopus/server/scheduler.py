@@ -16,6 +16,7 @@ RELEASE_OVERLAP = 1.0  # seconds each look at due tasks reaches back
 FIRE_BATCH = 200  # recurring tasks fired per write transaction, so others get the lock between
 FIRE_BUDGET = 1.0  # seconds one tick may spend firing before sweeping and looking again
 HEARTBEAT_FLUSH = 1.0  # seconds between writes of heartbeat times kept in memory (store.agents)
+SWEEP_SLACK = 0.05  # seconds past a deadline the sweep looks: times are stored to the millisecond
 
 
 class Scheduler:
@@ -31,6 +32,7 @@ class Scheduler:
         self._next_sweep = 0.0
         self._next_flush = 0.0
         self._online = set()
+        self._onlines = None  # the store's count of agents come online, when the sweep was planned
 
     def release_due(self, now):
         """Offer tasks whose start time, or a waiting run's due time, fell in
@@ -62,10 +64,12 @@ class Scheduler:
         return fired
 
     def sweep_agents(self, now):
-        """Agents silent for CLIENT_TIMEOUT are offline: their unfinished runs are lost."""
+        """Agents silent for CLIENT_TIMEOUT, or stopped, are offline: their
+        unfinished runs are lost."""
         online = set(self._store.online_agents())
         for name in sorted(self._online - online):
-            log.warning("Agent %s offline: no heartbeat for %ds", name, self._config.CLIENT_TIMEOUT)
+            log.warning("Agent %s offline: stopped, or no heartbeat for %ds", name,
+                        self._config.CLIENT_TIMEOUT)
             self._dispatcher.release_all(name)
         self._online = online
         # Silence is counted from our own start too: after the server was
@@ -74,7 +78,7 @@ class Scheduler:
             return online
         cutoff = iso(now - self._config.CLIENT_TIMEOUT)
         for agent in self._store.agents_with_open_runs():
-            if agent["last_heartbeat"] < cutoff:
+            if agent["last_heartbeat"] < cutoff or agent["stopped_at"] is not None:
                 finished, requeued = self._store.lose_runs(agent["name"], silent_since=cutoff)
                 log.warning("Agent %s is offline: its runs are recorded as lost (tasks given "
                             "another try: %s)", agent["name"], ", ".join(requeued) or "none")
@@ -82,6 +86,25 @@ class Scheduler:
                 if requeued:
                     hand_out(self._store, self._dispatcher, requeued)
         return online
+
+    def next_sweep(self, now):
+        """When to sweep next: when the first online agent's CLIENT_TIMEOUT runs
+        out (so its runs are lost then), at the end of the start-up grace, or
+        HEARTBEAT_CLEANUP_INTERVAL from now, whichever is first.
+
+        The store's times are at most a heartbeat flush old, so a deadline is
+        early, never late: a sweep that finds the agent heard from meanwhile
+        loses nothing, and the next deadline is later.
+        """
+        self._onlines = self._store.agents_came_online()
+        timeout = self._config.CLIENT_TIMEOUT
+        at = now + self._config.HEARTBEAT_CLEANUP_INTERVAL
+        if now - self._started < timeout:
+            at = min(at, self._started + timeout + SWEEP_SLACK)
+        earliest = self._store.earliest_heartbeat(iso(now - timeout))
+        if earliest is not None:
+            at = min(at, earliest + timeout + SWEEP_SLACK)
+        return max(at, now + TICK)
 
     def step(self, now):
         self.release_due(now)
@@ -91,7 +114,10 @@ class Scheduler:
         if now >= self._next_sweep:
             self._store.flush_heartbeats()
             self.sweep_agents(now)
-            self._next_sweep = now + self._config.HEARTBEAT_CLEANUP_INTERVAL
+            self._next_sweep = self.next_sweep(now)
+        elif self._store.agents_came_online() != self._onlines:
+            # An agent came online: its deadline may come before the one planned.
+            self._next_sweep = min(self._next_sweep, self.next_sweep(now))
 
     def run(self):
         while not self._stop.wait(TICK):

@@ -29,8 +29,8 @@ OLD_TASKS = ("SELECT id FROM tasks INDEXED BY tasks_finished WHERE status IN %s 
              "AND updated_at < ? LIMIT ?" % FINAL_TASK_STATUSES)
 RETENTION_QUERIES = (OLD_RUNS, OLD_TASK_RUNS, OLD_TASKS)
 
-KINDS = ("retention", "checkpoint", "vacuum", "reindex", "optimize")
-KEEP_PER_KIND = 200  # five kinds: about 1000 rows; a weekly VACUUM keeps years of history
+KINDS = ("retention", "forget_agents", "checkpoint", "vacuum", "reindex", "optimize")
+KEEP_PER_KIND = 200  # six kinds: about 1000 rows; a weekly VACUUM keeps years of history
 RUN_COLUMNS = "id, kind, started_at, finished_at, duration, detail, error"
 
 

@@ -11,6 +11,7 @@ handed to two agents however many ask at once.
 import os
 
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus.store.agents import TAKES_WORK
 from octopus.store.db import dumps, equal_to, loads, where_clause
 from octopus.store.recurring import RecurringQueries
 from octopus.store.settle import SettleQueries
@@ -43,11 +44,12 @@ class RunQueries(SettleQueries, RecurringQueries):
     # -- hand-out ---------------------------------------------------------
 
     def _online_agents(self, conn, now):
-        cutoff = iso(now - self.client_timeout)
-        # A revoked agent is not online, whatever its last heartbeat: it gets no ALL runs.
+        """Agents an ALL task goes to: online and asking for work since they came
+        online (a client that only heartbeats gets none; nor does a revoked or
+        stopped agent)."""
         return [r["name"] for r in conn.execute(
-            "SELECT name FROM agents WHERE last_heartbeat >= ? AND name NOT IN (SELECT name "
-            "FROM agent_credentials WHERE revoked_at IS NOT NULL) ORDER BY name", (cutoff,))]
+            "SELECT a.name FROM agents a WHERE %s ORDER BY a.name" % TAKES_WORK,
+            {"cutoff": iso(now - self.client_timeout)})]
 
     def _least_busy_agent(self, conn, now, candidates):
         """Of ``candidates`` (agents asking for work now), the online one with a
@@ -63,7 +65,8 @@ class RunQueries(SettleQueries, RecurringQueries):
             "SELECT name FROM (SELECT a.name, a.concurrency, a.last_assigned, "
             "(SELECT count(*) FROM executions e WHERE e.client = a.name "
             "AND e.status IN ('assigned', 'running')) AS running "
-            "FROM agents a WHERE a.last_heartbeat >= ? AND a.name IN (%s)) "
+            "FROM agents a WHERE a.last_heartbeat >= ? AND a.stopped_at IS NULL "
+            "AND a.name IN (%s)) "
             "WHERE running < coalesce(concurrency, 1) "
             "ORDER BY running, last_assigned IS NOT NULL, last_assigned, name LIMIT 1"
             % ", ".join("?" * len(names)),
@@ -171,7 +174,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         return woken
 
     def fan_out_due(self):
-        """Fan out ALL tasks that were waiting for an agent to come online."""
+        """Fan out ALL tasks that were waiting for an agent to take work."""
         now = self._clock()
         with self._db.read() as conn:
             due = [r["id"] for r in conn.execute(
@@ -249,8 +252,8 @@ class RunQueries(SettleQueries, RecurringQueries):
         """Is there work for ``agent``?  Never for an agent counted offline: a
         request it left held when it died must not take work."""
         with self._db.read() as conn:
-            if conn.execute("SELECT 1 FROM agents WHERE name = ? AND last_heartbeat < ?",
-                            (agent, online_since)).fetchall():
+            if conn.execute("SELECT 1 FROM agents WHERE name = ? AND (last_heartbeat < ? "
+                            "OR stopped_at IS NOT NULL)", (agent, online_since)).fetchall():
                 return False
             return bool(conn.execute(
                 "SELECT 1 FROM executions WHERE client = ? AND status = 'assigned' "
@@ -368,10 +371,10 @@ class RunQueries(SettleQueries, RecurringQueries):
 
     def agents_with_open_runs(self):
         """Names of agents that hold runs not yet reported (or an ALL task's
-        waiting runs), with their last heartbeat."""
+        waiting runs), with their last heartbeat and when they said goodbye."""
         with self._db.read() as conn:
             return conn.execute(
-                "SELECT a.name, a.last_heartbeat FROM agents a WHERE EXISTS (SELECT 1 FROM "
+                "SELECT a.name, a.last_heartbeat, a.stopped_at FROM agents a WHERE EXISTS (SELECT 1 FROM "
                 "executions e WHERE e.client = a.name AND e.status IN ('assigned', 'running')) "
                 "OR EXISTS (SELECT 1 FROM executions e WHERE e.client = a.name AND e.status = "
                 "'queued' AND (SELECT owner FROM tasks WHERE id = e.task_id) = 'ALL')"

@@ -122,7 +122,8 @@ class SettleQueries:
         (the run ids the agent says it has), only its running runs that it
         does not have and that started before ``started_before`` are lost: a
         run whose hand-out is still on its way is left alone.  With ``silent_since``, nothing is
-        lost if the agent's heartbeat came since (it reconnected meanwhile).
+        lost if the agent's heartbeat came since (it reconnected meanwhile) and
+        it has not said goodbye.
         """
         ts = iso(self._clock())
         finished, requeued = [], []
@@ -131,7 +132,8 @@ class SettleQueries:
         error = lost_note(agent)
         with self._db.write() as conn:
             if silent_since is not None and conn.execute(
-                    "SELECT 1 FROM agents WHERE name = ? AND last_heartbeat >= ?",
+                    "SELECT 1 FROM agents WHERE name = ? AND last_heartbeat >= ? "
+                    "AND stopped_at IS NULL",
                     (agent, silent_since)).fetchall():
                 return finished, requeued
             for run in conn.execute(

@@ -1,4 +1,5 @@
 """Counts for the dashboard's overview: tasks by status, runs by outcome over time."""
+from octopus.store.agents import ONLINE
 from octopus.timeutil import iso
 
 MAX_BUCKETS = 288
@@ -47,12 +48,9 @@ class StatsQueries:
         return buckets
 
     def agent_counts(self):
-        cutoff = iso(self._clock() - self.client_timeout)
         with self._db.read() as conn:
-            # A revoked agent is offline however recent its last heartbeat.
-            row = conn.execute(
-                "SELECT count(*) AS total, sum(last_heartbeat >= ? AND name NOT IN (SELECT "
-                "name FROM agent_credentials WHERE revoked_at IS NOT NULL)) AS online "
-                "FROM agents", (cutoff,)).fetchall()[0]
+            # A revoked or stopped agent is offline however recent its last heartbeat.
+            row = conn.execute("SELECT count(*) AS total, sum(%s) AS online FROM agents a"
+                               % ONLINE, {"cutoff": iso(self._clock() - self.client_timeout)}
+                               ).fetchall()[0]
         return {"online": row["online"] or 0, "offline": row["total"] - (row["online"] or 0)}
-
