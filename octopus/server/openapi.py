@@ -246,7 +246,7 @@ ROUTES = {
                   {"type": "string"}, content="text/x-python",
                   params=[path("name", {"type": "string"})],
                   errors={404: "No such plugin, or not a plugin name."}),
-        "put": op(ADMIN, "Upload a plugin; it is imported in a separate process first.",
+        "put": op(ADMIN, "Upload a plugin; checked by parsing only, never run on the server.",
                   ref("Plugin"), more={201: ("A new plugin.", ref("Plugin"))},
                   params=[path("name", NAME)],
                   body={"required": True, "content": {"text/x-python": {
