@@ -36,7 +36,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     revoker = creds.Revoker(store, dispatcher, credentials)
     app.add_route("/agents/{name}", creds.AgentResource(revoker))
     app.add_route("/agents/{name}/revoke", creds.RevokeResource(revoker))
-    app.add_route("/agent/enroll", creds.EnrollResource(credentials))
+    app.add_route("/agent/enroll", creds.EnrollResource(
+        credentials, (admin_token, agent_token, config.METRICS_TOKEN)))
     app.add_route("/stats", overview.StatsResource(store, clock))
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))

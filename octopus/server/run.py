@@ -51,8 +51,10 @@ class Server:
     """Everything the server runs, built but not yet serving."""
 
     def __init__(self, config):
-        ensure_data_dir(config)
+        notes = ensure_data_dir(config)
         logs.setup(config, SERVER_LOGGERS, config.LOG_FILE)
+        for line in notes:
+            log.warning(line)
         logging.getLogger("waitress.queue").addFilter(logs.AtMostEvery(10.0))
         self.config = config
         self.admin_token, admin_file = load_or_create_token(

@@ -38,6 +38,19 @@ def agent_name(value, field="client"):
     return value
 
 
+def printable_text(body, field, limit=256):
+    """An optional text field an agent sends about itself (hostname, ip, version,
+    instance): at most ``limit`` characters and no control characters, which
+    would reach the server's log (a newline there could forge a line)."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+        raise bad_request("%s must be text of at most %d printable characters (no newline or "
+                          "other control character)" % (field, limit), field)
+    return value
+
+
 def _reject_unknown(body):
     for key in body:
         if key in SERVER_FIELDS:

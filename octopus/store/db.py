@@ -4,6 +4,9 @@ Every write goes through :meth:`Database.write`, one ``BEGIN IMMEDIATE``
 transaction under one process-wide lock, so writers queue here rather than in
 SQLite's busy handler.  Readers take a connection from a small pool; WAL lets
 them run beside the writer.
+
+The file is 0600 whatever the umask (SQLite gives its -wal and -shm the
+database file's mode).
 """
 import contextlib
 import json
@@ -13,6 +16,8 @@ import queue
 import threading
 
 import apsw
+
+from octopus.files import make_private, private_opener
 
 log = logging.getLogger("octopus.store")
 
@@ -60,7 +65,8 @@ def _dict_rows(cursor, row):
 class Database:
     def __init__(self, path, readers=READERS):
         self.path = os.path.abspath(path)
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
+        os.close(private_opener(self.path, os.O_RDWR | os.O_CREAT))  # 0600 before SQLite
         self._write_lock = threading.Lock()
         self._writer = self._connect()
         self._readers = queue.LifoQueue()
@@ -69,6 +75,8 @@ class Database:
             conn = self._connect()
             self._readers.put(conn)
             self._all.append(conn)
+        for suffix in ("-wal", "-shm"):  # left 0644 by an older version
+            make_private(self.path + suffix)
 
     def _connect(self):
         conn = apsw.Connection(self.path, statementcachesize=128)
