@@ -18,6 +18,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
                                  AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN,
                                                 credentials, config.REQUIRE_ENROLLMENT,
                                                 FailedAuth(clock)),
+                                 system.DatabaseGate(store),
                                  audit.AuditMiddleware(store),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)

@@ -10,7 +10,7 @@ from octopus.constants import TaskStatus
 from octopus.plugins import MAX_PLUGIN_BYTES, PluginRejected, valid_name
 from octopus.server.audit import note, note_refusal
 from octopus.server.auth import ADMIN, AGENT, PUBLIC
-from octopus.server.errors import ApiError, bad_request, not_found
+from octopus.server.errors import ApiError, bad_request, not_found, unusable
 
 log = logging.getLogger("octopus.server")
 
@@ -39,7 +39,8 @@ class HealthResource:
             tasks, running = self._store.counts()
             agents = self._store.online_agents()
         except Exception as e:  # the database is unusable: say so, do not crash
-            log.error("Health check failed: database unusable: %s", e)
+            if self._store.unusable is None:  # else said in the log once already
+                log.error("Health check failed: database unusable: %s", e)
             resp.status = falcon.HTTP_503
             resp.media = {"status": "error", "database": "unusable: %s" % e}
             return
@@ -139,6 +140,21 @@ class DashboardResource:
 
     def on_head(self, req, resp):  # for uptime checks that only look
         self.on_get(req, resp)
+
+
+class DatabaseGate:
+    """Middleware: once the database file is found gone, replaced or corrupt, every
+    route answers 503 naming the file (``/health`` says so in its own body; the
+    dashboard's files still load, to show it)."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def process_resource(self, req, resp, resource, params):
+        why = self._store.unusable
+        if why is not None and not isinstance(resource, (HealthResource, DashboardResource)) \
+                and resource is not None:
+            raise unusable(why)
 
 
 class SecurityHeaders:
