@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import AppClient
-from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, REPO_ROOT, free_port, wait_for
+from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, REPO_ROOT, Process, free_port, wait_for
 from octopus.store import Store
 
 ECHO = {"plugin": "echo", "action": "echo", "args": [1]}
@@ -129,12 +129,20 @@ def test_a_corrupt_database_found_by_a_read_is_503_too(tmp_path, clock):
         store.close()
 
 
-def _server(data_dir, *extra, port=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OCTOPUS_ADMIN_TOKEN=ADMIN_TOKEN,
-               OCTOPUS_AGENT_TOKEN=AGENT_TOKEN)
-    return subprocess.run([sys.executable, "-m", "octopus", "--server", "--host", "127.0.0.1",
-                           "--port", str(port or free_port()), "--data-dir", str(data_dir)]
-                          + list(extra), capture_output=True, text=True, timeout=60, env=env)
+def _server_args(data_dir, port):
+    return [sys.executable, "-m", "octopus", "--server", "--host", "127.0.0.1", "--port",
+            str(port), "--data-dir", str(data_dir)]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(REPO_ROOT), OCTOPUS_ADMIN_TOKEN=ADMIN_TOKEN,
+                OCTOPUS_AGENT_TOKEN=AGENT_TOKEN)
+
+
+def _server(data_dir, *extra):
+    """Start a server that is expected to refuse to start; its exit."""
+    return subprocess.run(_server_args(data_dir, free_port()) + list(extra),
+                          capture_output=True, text=True, timeout=60, env=_env())
 
 
 def test_a_second_server_on_the_same_database_or_data_dir_refuses_to_start(cluster, tmp_path):
@@ -174,3 +182,34 @@ def _config(tmp_path, db_file):
     path = tmp_path / ("db-%d.conf" % abs(hash(db_file)))
     path.write_text("DB_FILE = %s\n" % db_file)
     return path
+
+
+def test_corruption_where_start_up_does_not_look_is_found_by_the_check_at_start(cluster):
+    """The server reads every page once after it starts (quick_check): a database
+    corrupt only in its audit log answers 503 everywhere before any request
+    happens on a bad page."""
+    data_dir = cluster.root / "server"
+    db_file = str(data_dir / "octopus.db")
+    store = Store(db_file)
+    api = AppClient(cluster.root, store)
+    for _ in range(30):  # each leaves an audit entry
+        assert api.call("POST", "/tasks", ECHO).status_code == 201
+    store.close()
+    _corrupt(db_file, prefix="audit")
+    cluster.port = free_port()  # started by hand: it is not to become healthy
+    cluster.server = Process(_server_args(data_dir, cluster.port), cluster.root / "server.out",
+                             _env())
+    http = cluster.api()
+
+    def unusable():
+        try:
+            status, body = http.call("GET", "/health")
+        except OSError:
+            http.close()
+            return False
+        return status == 503 and "corrupt" in body["database"] and db_file in body["database"]
+
+    wait_for(unusable, 30, what="the check at start-up to find the corrupt audit log")
+    status, body = http.call("POST", "/tasks", ECHO)
+    assert _unusable(status, body, db_file) and "quick_check" in body["error"]["message"]
+    http.close()

@@ -2,6 +2,8 @@
 import logging
 import os
 import resource
+import threading
+import time
 
 import apsw
 import waitress
@@ -158,10 +160,26 @@ class Server:
     def serve(self):
         self.scheduler.start()
         self.maintenance.start()
+        threading.Thread(target=self._check_database, name="db-check", daemon=True).start()
         try:
             self.http.run()
         finally:
             self.close()
+
+    def _check_database(self):
+        """Read every page once, beside the work: a database corrupt where start-up
+        did not look is found now (every route then answers 503), not by the first
+        request that happens on a bad page."""
+        started = time.monotonic()
+        try:
+            problem = self.store.quick_check()
+        except guard.DatabaseUnusable:
+            return  # found by a read: said already
+        except Exception as e:  # e.g. the server stopping meanwhile
+            log.warning("Database check at start-up not done: %s", e)
+            return
+        if problem is None:
+            log.info("Database check at start-up: ok in %.2fs", time.monotonic() - started)
 
     def release_waiters(self):
         """Answer every held long-poll now; called as the server starts to stop."""

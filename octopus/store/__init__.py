@@ -66,6 +66,17 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         """Why the database file may no longer be written (gone, replaced, corrupt), or None."""
         return self._db.unusable
 
+    def quick_check(self):
+        """``PRAGMA quick_check`` on one snapshot (every page read, so seconds on a
+        large file): a problem found marks the database unusable and is returned."""
+        with self._db.read() as conn:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        problem = next(iter(rows[0].values())) if rows else "no answer"
+        if problem == "ok":
+            return None
+        self._db.corrupt("quick_check: %s" % problem)
+        return problem
+
     def check(self):
         """Raise if the database cannot be read or its file is gone; used by /health."""
         self._db.check_file()

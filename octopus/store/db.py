@@ -110,7 +110,8 @@ class Database:
                                  "more; restore it from a backup and restart the server"
                                  % problem)
 
-    def _corrupt(self, error):
+    def corrupt(self, error):
+        """Mark the database corrupt (``error`` says how it was found); the error to raise."""
         return self._unusable("is corrupt (%s): nothing is written any more; stop the server, "
                               "then restore a backup or see `db check`" % error)
 
@@ -135,7 +136,7 @@ class Database:
                         conn.execute("ROLLBACK")
                     raise
             except CORRUPT as e:
-                raise self._corrupt(e) from e
+                raise self.corrupt(e) from e
             for action in self._after_commit:
                 action()
 
@@ -153,7 +154,7 @@ class Database:
             try:
                 yield self._writer
             except CORRUPT as e:
-                raise self._corrupt(e) from e
+                raise self.corrupt(e) from e
 
     @contextlib.contextmanager
     def read(self):
@@ -162,7 +163,7 @@ class Database:
         try:
             yield conn
         except CORRUPT as e:
-            raise self._corrupt(e) from e
+            raise self.corrupt(e) from e
         finally:
             self._readers.put(conn)
 
