@@ -152,8 +152,9 @@ class DatabaseGate:
 
     def process_resource(self, req, resp, resource, params):
         why = self._store.unusable
-        if why is not None and not isinstance(resource, (HealthResource, DashboardResource)) \
-                and resource is not None:
+        if why is None or resource is None:  # resource None: no such route, or a static file
+            return
+        if not isinstance(resource, (HealthResource, DashboardResource)):
             raise unusable(why)
 
 
