@@ -34,6 +34,9 @@ def test_a_database_deleted_or_replaced_under_the_server_is_said_and_nothing_is_
     else:  # a copy moved over it, as a careless restore does
         Store(db_file + ".new").close()
         os.replace(db_file + ".new", db_file)
+    # A read never commits: it notices within a second (a stat at most once a second).
+    wait_for(lambda: _unusable(*api.call("GET", "/tasks"), db_file), 10,
+             what="a read to notice the file %s" % how)
     status, body = api.call("POST", "/tasks", ECHO)
     assert _unusable(status, body, db_file), (status, body)
     assert ("was deleted" if how == "deleted" else "was replaced") in body["error"]["message"]
@@ -48,6 +51,24 @@ def test_a_database_deleted_or_replaced_under_the_server_is_said_and_nothing_is_
     api.close()
     log = cluster.server.log()
     assert log.count("CRITICAL") == 1 and "Traceback" not in log, log[-3000:]
+
+
+def test_reads_notice_a_deleted_file_within_a_second_without_any_write(tmp_path, clock):
+    """No scheduler and no write here: the API itself looks at the file (one stat at
+    most once a second), so even a server doing nothing but reads says it."""
+    db_file = str(tmp_path / "octopus.db")
+    store = Store(db_file, clock=clock)
+    try:
+        api = AppClient(tmp_path, store)
+        task = api.call("POST", "/tasks", ECHO).json
+        for path in glob.glob(db_file + "*"):
+            os.remove(path)
+        wait_for(lambda: api.call("GET", "/tasks/" + task["id"]).status_code == 503, 5,
+                 what="a read to notice the deleted file")
+        r = api.call("GET", "/tasks")
+        assert r.status_code == 503 and "was deleted" in r.json["error"]["message"]
+    finally:
+        store.close()
 
 
 def _corrupt(db_file, prefix="tasks"):

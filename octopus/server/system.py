@@ -151,7 +151,7 @@ class DatabaseGate:
         self._store = store
 
     def process_resource(self, req, resp, resource, params):
-        why = self._store.unusable
+        why = self._store.unusable_lately()  # so reads notice too, within a second
         if why is None or resource is None:  # resource None: no such route, or a static file
             return
         if not isinstance(resource, (HealthResource, DashboardResource)):

@@ -66,6 +66,10 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         """Why the database file may no longer be written (gone, replaced, corrupt), or None."""
         return self._db.unusable
 
+    def unusable_lately(self):
+        """``unusable``, with the file looked at (one stat) at most once a second."""
+        return self._db.looked_at_lately()
+
     def quick_check(self):
         """``PRAGMA quick_check`` on one snapshot (every page read, so seconds on a
         large file): a problem found marks the database unusable and is returned."""

@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+import time
 
 import apsw
 
@@ -84,6 +85,7 @@ class Database:
         for suffix in ("-wal", "-shm"):  # left 0644 by an older version
             make_private(self.path + suffix)
         self._guard = FileGuard(self.path)
+        self._looked_at = time.monotonic()
 
     def _connect(self):
         conn = apsw.Connection(self.path, statementcachesize=128)
@@ -109,6 +111,18 @@ class Database:
             raise self._unusable("%s while the server was running: nothing is written any "
                                  "more; restore it from a backup and restart the server"
                                  % problem)
+
+    def looked_at_lately(self, every=1.0):
+        """``unusable``, after a look at the file unless one was taken in the last
+        ``every`` seconds: reads never commit, so this is how they notice."""
+        now = time.monotonic()
+        if self.unusable is None and now - self._looked_at >= every:
+            self._looked_at = now
+            try:
+                self.check_file()
+            except DatabaseUnusable:
+                pass
+        return self.unusable
 
     def corrupt(self, error):
         """Mark the database corrupt (``error`` says how it was found); the error to raise."""
