@@ -118,8 +118,10 @@ def _start_agent(config, server, args, stop):
     from octopus import logs
     from octopus.agent.core import Agent
 
-    settings.ensure_data_dir(config)
+    notes = settings.ensure_data_dir(config)
     logs.setup(config, ("octopus.agent",), config.LOG_FILE)
+    for line in notes:
+        logging.getLogger("octopus.agent").warning(line)
     if server is not None:
         token = server.agent_token
         if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):

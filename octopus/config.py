@@ -298,15 +298,42 @@ def load_or_create_token(value, path):
 
 
 def ensure_data_dir(config):
-    """Create DATA_DIR (and the log folder) or raise a ConfigError naming the setting."""
-    _writable_dir("DATA_DIR", os.path.abspath(config.DATA_DIR))
+    """Create DATA_DIR (mode 0700) and the log folder or raise a ConfigError naming the
+    setting.  Returns warning lines for the caller to log once its log is set up."""
+    data_dir = os.path.abspath(config.DATA_DIR)
+    _writable_dir("DATA_DIR", data_dir)
+    notes = _private_dir(data_dir)
     if config.LOG_FILE:
         _writable_dir("LOG_FILE", os.path.dirname(config.path(config.LOG_FILE)))
+    return notes
+
+
+def _private_dir(path):
+    """DATA_DIR holds the tokens and the database: other users must not even list it.
+
+    An existing one open to them is made 0700, as a new one is, unless it is
+    not this user's or has the sticky bit (such as /tmp): that is left as it
+    is, with a warning.
+    """
+    st = os.stat(path)
+    mode = st.st_mode & 0o7777
+    if not mode & 0o077:
+        return []
+    if st.st_uid != os.geteuid() or mode & 0o1000 or path == os.path.expanduser("~"):
+        return ["DATA_DIR %s is open to other users (mode %04o) and is left so (not only "
+                "Octopus's folder): use a folder of its own" % (path, mode)]
+    try:
+        os.chmod(path, mode & 0o700)
+    except OSError as e:
+        return ["DATA_DIR %s stays open to other users (mode %04o): %s"
+                % (path, mode, e.strerror or e)]
+    return ["DATA_DIR %s was open to other users (mode %04o): made it %04o"
+            % (path, mode, mode & 0o700)]
 
 
 def _writable_dir(setting, path):
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, 0o700, exist_ok=True)
         probe = os.path.join(path, ".write-test-%d" % os.getpid())
         with open(probe, "w"):
             pass

@@ -3,14 +3,24 @@
 The server writes ``octopus.server``/``octopus.store``/... to its file and the
 agent ``octopus.agent`` to its own, so ``--server --agent`` in one process
 still gives two logs, server.log and client.log, as earlier Octopus did.
+
+Log files are 0600 whatever the umask (they hold task names, agents'
+addresses, error messages).  A line is always one line: control characters
+in a message (a newline in a field some client sent) are escaped.  A log file
+that cannot be written (a full disk) is said once on stderr, not once a line.
 """
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import time
 
+from octopus.files import private_opener
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What str.splitlines() breaks on, and the other C0/C1 controls; a tab is harmless.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def setup(config, loggers, filename):
@@ -30,7 +40,7 @@ def setup(config, loggers, filename):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handlers.append(RotatingFile(path, maxBytes=config.LOG_MAX_SIZE,
                                      backupCount=config.LOG_BACKUP_COUNT, encoding="utf-8"))
-    formatter = logging.Formatter(FORMAT)
+    formatter = OneLineFormatter(FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
     for name in loggers:
@@ -39,6 +49,22 @@ def setup(config, loggers, filename):
         logger.propagate = False
         for handler in handlers:
             logger.addHandler(handler)
+
+
+def escape_controls(text):
+    """``text`` with control characters as escapes (``\\n``, ``\\x1b``): one line."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Escapes control characters in the message, so no field a client sent can
+    start a forged line; a traceback after it keeps its lines."""
+
+    def formatMessage(self, record):
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 class RotatingFile(logging.handlers.RotatingFileHandler):
@@ -52,8 +78,12 @@ class RotatingFile(logging.handlers.RotatingFileHandler):
     the bytes when the text is not ASCII).
     """
 
+    _failing = None  # the error that stopped writing, until a line is written again
+    _lost = 0
+
     def _open(self):
-        stream = super()._open()
+        stream = open(self.baseFilename, self.mode, encoding=self.encoding,
+                      errors=self.errors, opener=private_opener)
         self._regular = os.path.isfile(self.baseFilename)
         self._size = os.path.getsize(self.baseFilename) if self._regular else 0
         return stream
@@ -67,6 +97,25 @@ class RotatingFile(logging.handlers.RotatingFileHandler):
         if self.stream is None:
             self.stream = self._open()
         return self._regular and 0 < self.maxBytes <= self._size
+
+    def emit(self, record):
+        self._erred = False
+        super().emit(record)  # calls handleError when the line could not be written
+        if self._failing is not None and not self._erred:
+            _stderr("octopus: writing %s works again (%d log lines were lost)"
+                    % (self.baseFilename, self._lost))
+            self._failing, self._lost = None, 0
+
+    def handleError(self, record):
+        """One line on stderr when writing starts to fail, then quiet: a full disk
+        must not turn every log line into a traceback."""
+        self._erred = True
+        self._lost += 1
+        if self._failing is None:
+            error = sys.exc_info()[1]
+            self._failing = error or "error"
+            _stderr("octopus: cannot write %s (%s): log lines are lost until it works again"
+                    % (self.baseFilename, getattr(error, "strerror", None) or error))
 
 
 class AtMostEvery(logging.Filter):
@@ -85,6 +134,14 @@ class AtMostEvery(logging.Filter):
             return False
         self._next = now + self._seconds
         return True
+
+
+def _stderr(line):
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # no stderr left either: nothing to do
+        pass
 
 
 def _is_terminal(stream):

@@ -1,16 +1,15 @@
 """The plugin registry: which plugins exist, their actions and checksums.
 
 Actions are found by parsing the source, never by importing it: plugin code
-only ever runs on agents, in a process of its own.  Stdlib only, so the agent
-can use the name rules too.
+only ever runs on agents, in a process of its own.  An upload is checked the
+same way (syntax, at least one public action), so the server never runs a
+line of it; a plugin that parses but fails to import fails its runs on the
+agent instead.  Stdlib only, so the agent can use the name rules too.
 """
 import ast
 import hashlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,54 +19,16 @@ from octopus.names import valid_name
 log = logging.getLogger("octopus.plugins")
 
 MAX_PLUGIN_BYTES = 1024 * 1024
-IMPORT_TIMEOUT = 10.0  # seconds an uploaded plugin may take to import in its trial process
-# Run in a separate, isolated interpreter: the upload is imported there, never here.
-_TRY_IMPORT = ("import importlib.util, sys\n"
-               "spec = importlib.util.spec_from_file_location(sys.argv[1], sys.argv[2])\n"
-               "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
 
 
 class PluginRejected(ValueError):
     """An upload that is not a usable plugin; the message says why."""
 
 
-def try_import(name, source, timeout=IMPORT_TIMEOUT):
-    """Import ``source`` as module ``name`` in a separate Python process;
-    raise PluginRejected with the error's last line if that fails.
-
-    The trial runs in its own session, killed as a group when it ends, so
-    what the module starts dies with it; its output goes to a file of which
-    only the end is read, so a flood of it costs disk, not memory.  It sees
-    this server's Python path (the pyz's packages included), as agents'
-    workers do.
-    """
-    with tempfile.TemporaryDirectory(prefix="octopus-plugin-") as folder:
-        path = os.path.join(folder, name + ".py")
-        with open(path, "wb") as f:
-            f.write(source)
-        env = {"PATH": os.defpath, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        with open(os.path.join(folder, "stderr"), "w+b") as errors:
-            proc = subprocess.Popen([sys.executable, "-s", "-c", _TRY_IMPORT, name, path],
-                                    cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=errors,
-                                    start_new_session=True)
-            try:
-                code = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
-            errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4096))
-            tail = errors.read().decode("utf-8", "replace").strip().splitlines()
-    if code is None:
-        raise PluginRejected("importing it took longer than %gs" % timeout)
-    if code != 0:
-        raise PluginRejected("importing it failed: %s" % (
-            tail[-1][:500] if tail else "exit status %d" % code))
+def _syntax_error(e):
+    """A SyntaxError of the upload, said with its line (ast gives one but for NUL bytes)."""
+    where = "line %d: " % e.lineno if e.lineno else ""
+    return PluginRejected("not valid Python: %s%s" % (where, e.msg))
 
 
 def sha256(data):
@@ -112,7 +73,6 @@ class Registry:
         self.folders = [folders] if isinstance(folders, str) else list(folders)
         self.folder = ", ".join(self.folders)  # for log lines
         self.upload_dir = self.folders[-1]
-        self.import_timeout = IMPORT_TIMEOUT
         self._lock = threading.Lock()
         self._plugins = {}
         self._stamp = None
@@ -187,18 +147,18 @@ class Registry:
         return self.plugins().get(name) if valid_name(name) else None
 
     def add(self, name, source):
-        """Accept an uploaded plugin: checked, tried in a separate process, then
-        written to the upload folder.  Returns ``(plugin, created)``; raises
-        PluginRejected."""
+        """Accept an uploaded plugin: parsed (never run), then written to the
+        upload folder.  Returns ``(plugin, created)``; raises PluginRejected."""
         if len(source) > MAX_PLUGIN_BYTES:
             raise PluginRejected("larger than %d bytes" % MAX_PLUGIN_BYTES)
         try:
             plugin = Plugin(name, os.path.join(self.upload_dir, name + ".py"), source)
-        except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes
+        except SyntaxError as e:
+            raise _syntax_error(e)
+        except ValueError as e:  # NUL bytes on Pythons before 3.12
             raise PluginRejected("not valid Python: %s" % e)
         if not plugin.actions:
             raise PluginRejected("it has no action: define a public top-level function")
-        try_import(name, source, self.import_timeout)
         os.makedirs(self.upload_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.upload_dir, prefix="." + name, suffix=".upload")
         try:

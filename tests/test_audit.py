@@ -13,7 +13,6 @@ def entries(api, **params):
     return r.json
 
 
-@pytest.mark.processes  # the plugin upload's trial import
 def test_each_change_is_recorded_newest_first_with_who_what_and_where(api, tmp_path):
     api.registry.folders.append(str(tmp_path / "uploads"))  # uploads go here, not to the repo
     api.registry.upload_dir = str(tmp_path / "uploads")

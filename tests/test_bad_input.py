@@ -97,11 +97,14 @@ def test_odd_text_in_args_kwargs_and_agent_fields_is_stored_verbatim(api, value)
     task = create(api, args=[value, MEGA[:1000]], kwargs={value: value})
     assert get_task(api, task["id"])["args"] == [value, MEGA[:1000]]
     assert get_task(api, task["id"])["kwargs"] == {value: value}
-    r = api.call("POST", "/heartbeat", {"client": "a", "hostname": value, "ip": value,
-                                        "version": value}, token=AGENT_TOKEN)
+    # What an agent says of itself reaches the log: a control character there is
+    # refused (tests/test_heartbeats.py), so NUL is tried in the task fields only.
+    said = value if value != NUL else "a b"
+    r = api.call("POST", "/heartbeat", {"client": "a", "hostname": said, "ip": said,
+                                        "version": said}, token=AGENT_TOKEN)
     assert r.status_code == 200, r.text
     [agent] = api.call("GET", "/agents").json["agents"]
-    assert (agent["hostname"], agent["ip"], agent["version"]) == (value, value, value)
+    assert (agent["hostname"], agent["ip"], agent["version"]) == (said, said, said)
     [run] = work(api, "a")
     assert run["args"][0] == value
     r = api.call("POST", "/agent/results", {"client": "a", "results": [

@@ -308,3 +308,69 @@ def test_a_forgotten_agent_enrolls_its_token_again_and_goes_on(cluster):
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo", "owner": "phoenix"})[
         "status"] == "success"
     assert agent.alive()
+
+
+LONG_ADMIN, LONG_SHARED, LONG_METRICS = "A" * 43, "S" * 43, "M" * 43
+
+
+def _app_with_proposable_tokens(tmp_path, store):
+    """The real app with admin, shared and metrics tokens of the proposable kind
+    (as generated ones are: 43 URL-safe characters)."""
+    import falcon.testing
+
+    from conftest import server_config
+    from octopus import resources
+    from octopus.plugins import Registry
+    from octopus.server.app import create_app
+    from octopus.server.dispatch import Dispatcher
+
+    config = server_config(tmp_path, METRICS_TOKEN=LONG_METRICS)
+    app = create_app(config, store, Registry(str(resources.bundled_plugins_dir())),
+                     Dispatcher(config.MAX_WAITERS, config.MAX_POLL_RATE), LONG_ADMIN,
+                     LONG_SHARED, str(resources.static_dir()), clock=store.clock)
+    return falcon.testing.TestClient(app)
+
+
+def test_a_proposed_token_of_the_server_or_of_an_agent_gets_one_same_refusal(tmp_path, store):
+    client = _app_with_proposable_tokens(tmp_path, store)
+
+    def propose(name, token):
+        return client.simulate_post("/agent/enroll", json={"client": name, "token": token},
+                                    headers={"Authorization": "Bearer " + LONG_SHARED})
+
+    mine = "m" + "y" * 42
+    assert propose("first", mine).status_code == 201
+    answers = [propose("second", token) for token in (mine, LONG_ADMIN, LONG_SHARED,
+                                                      LONG_METRICS)]
+    assert [(r.status_code, r.json) for r in answers] == [
+        (409, {"error": {"message": "choose another token", "field": "token"}})] * 4
+    # None of them became an agent's token: the admin token is still only the admin's.
+    assert store.credentials() and [c["name"] for c in store.credentials()] == ["first"]
+    tasks = client.simulate_get("/tasks", headers={"Authorization": "Bearer " + LONG_ADMIN})
+    assert tasks.status_code == 200
+
+
+def test_an_agent_whose_proposed_token_is_refused_makes_a_new_one(cluster, monkeypatch, tmp_path):
+    """An agent proposes a token the server refuses (here: the shared token itself,
+    as a broken random source could): it makes a fresh one and enrolls with it."""
+    from octopus.agent import identity as identity_module
+    from octopus.agent.client import ServerClient, ServerError
+
+    shared = "s" * 43
+    cluster.start_server(env={"OCTOPUS_AGENT_TOKEN": shared})
+    made = iter([shared, "f" * 43])
+    monkeypatch.setattr(identity_module.secrets, "token_urlsafe", lambda n: next(made))
+    ident = identity_module.Identity(str(tmp_path / "agent"), "fresh", shared,
+                                     on_revoked=lambda: None)
+    client = ServerClient(cluster.url, ident)
+    with pytest.raises(ServerError) as refused:
+        ident.enroll(client)
+    assert (refused.value.status, refused.value.field) == (409, "token")
+    assert not ident.revoked and not ident.ready
+    ident.enroll(client)  # the next try, as the agent's heartbeat loop makes it
+    assert ident.ready and ident.token() == "f" * 43
+    assert (tmp_path / "agent" / "identity.token").read_text().split() == ["fresh", "f" * 43]
+    client.close()
+    api = cluster.api()
+    assert api.call("POST", "/heartbeat", {"client": "fresh"}, token="f" * 43)[0] == 200
+    api.close()

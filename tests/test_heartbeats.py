@@ -207,3 +207,37 @@ def test_a_long_task_check_interval_never_stretches_the_heartbeat():
     pace.beat_taken(100.0)
     pace.beat_taken(90.0)  # a held ask's late reply does not move it back
     assert pace.beat_at == 100.0
+
+
+CONTROL = ["evil\n2026-12-04 10:00:00,000 CRITICAL octopus.server: forged", "a\rb", "tab\x1b[31m",
+           "nul\x00", "next\x85line", "sep\u2028line"]
+
+
+@pytest.mark.parametrize("text", CONTROL)
+@pytest.mark.parametrize("field", ["hostname", "ip", "version", "instance"])
+def test_control_characters_in_what_an_agent_says_of_itself_are_refused(api, field, text):
+    from tests.test_api import AGENT_TOKEN, assert_error
+
+    beat = dict(INFO, client="ctl", **{field: text})
+    assert_error(api.call("POST", "/heartbeat", beat, token=AGENT_TOKEN), 400, field)
+    ask = {"client": "ctl", "capacity": 1, "wait": 0, "heartbeat": dict(INFO, **{field: text})}
+    if field == "instance":  # an ask says its instance beside the heartbeat
+        ask = {"client": "ctl", "capacity": 1, "wait": 0, "instance": text}
+    assert_error(api.call("POST", "/agent/work", ask, token=AGENT_TOKEN), 400, field)
+    for name in (text, "ok" + text):
+        assert_error(api.call("POST", "/agent/enroll", {"client": name}, token=AGENT_TOKEN), 400,
+                     "client")
+    assert api.call("GET", "/agents").json["agents"] == []
+
+
+def test_a_hostname_cannot_forge_a_line_in_the_server_log(cluster):
+    cluster.start_server()
+    api = cluster.api()
+    forged = "h\n2026-12-04 10:00:00,000 CRITICAL octopus.server: the admin token is abc"
+    status, body = api.call("POST", "/heartbeat", {"client": "c1", "hostname": forged})
+    assert status == 400 and body["error"]["field"] == "hostname"
+    assert api.call("POST", "/heartbeat", {"client": "c1", "hostname": "fine"})[0] == 200
+    api.close()
+    log = cluster.root / "server" / "logs" / "server.log"
+    wait_for(lambda: "Heartbeat received from c1" in log.read_text(), 10, what="the log line")
+    assert not [line for line in log.read_text().splitlines() if "CRITICAL" in line]

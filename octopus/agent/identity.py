@@ -8,6 +8,10 @@ the agent proposes the same token again and the server answers as before.
 Every request after that carries the agent's own token, which speaks only
 for this agent.
 
+A 409 refusing the proposed token (the server's answer never says why)
+makes the agent propose a new one at its next try; a 409 refusing the name
+stops it.
+
 A 401 saying the credential was revoked stops the agent (its file removed;
 started again, it enrolls anew once an admin forgets the name).  A 401 for
 a token the server does not know (the agent was forgotten, or the database
@@ -71,6 +75,13 @@ class Identity:
                             "token", e)
                 self._legacy = True
                 return
+            if e.status == 409 and e.field == "token":  # not the name: the token was refused
+                log.warning("The server refused the token agent %s proposed (%s): making a new "
+                            "one", self.name, e.message)
+                with self._lock:
+                    if self._own == proposed:
+                        self._own = None  # the next try makes and writes a new one
+                raise
             if e.status == 409:
                 self._stop("the server will not enroll agent %s with the token in %s (another "
                            "host has the name, or an admin revoked it): %s"

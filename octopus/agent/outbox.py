@@ -6,10 +6,14 @@ survive the server being down and the agent restarting: a new process loads
 them and reports them first.  Files are not fsynced: that would cost a disk
 flush per run, and only an OS crash or power loss of the agent's host could
 then lose a result - whose run the server records as lost and tries again.
+Results hold a task's output: the files are 0600 and the folder 0700,
+whatever the umask.
 """
 import json
 import logging
 import os
+
+from octopus.files import private_opener
 
 log = logging.getLogger("octopus.agent")
 
@@ -17,7 +21,7 @@ log = logging.getLogger("octopus.agent")
 class Outbox:
     def __init__(self, path):
         self._path = path
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, 0o700, exist_ok=True)
 
     def _file(self, run_id):
         return os.path.join(self._path, "%d.json" % run_id)
@@ -26,10 +30,14 @@ class Outbox:
         """Keep ``result``; a full or broken disk is logged, the result stays in memory."""
         tmp = os.path.join(self._path, ".%d.tmp" % result["id"])
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
                 json.dump(result, f, separators=(",", ":"))
             os.replace(tmp, self._file(result["id"]))
         except OSError as e:
+            try:  # a half-written file would only be swept at the next start
+                os.remove(tmp)
+            except OSError:
+                pass
             log.error("Outbox: result of run %d not saved to disk (%s): it is lost if this "
                       "agent stops before the server takes it", result["id"], e)
 

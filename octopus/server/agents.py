@@ -10,7 +10,7 @@ from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
 from octopus.server.errors import bad_request, read_json
 from octopus.server import validate
-from octopus.server.validate import agent_name
+from octopus.server.validate import agent_name, printable_text
 from octopus.store.agents import STATUSES
 from octopus.store.db import dumps
 from octopus.timeutil import iso, parse_iso
@@ -155,12 +155,7 @@ def _ids(value):
 
 
 def _text(body, name, limit=256):
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise bad_request("%s must be text of at most %d characters" % (name, limit), name)
-    return value
+    return printable_text(body, name, limit)
 
 
 class AgentsResource:

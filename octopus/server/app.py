@@ -18,6 +18,7 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
                                  AuthMiddleware(admin_token, agent_token, config.METRICS_TOKEN,
                                                 credentials, config.REQUIRE_ENROLLMENT,
                                                 FailedAuth(clock)),
+                                 system.DatabaseGate(store),
                                  audit.AuditMiddleware(store),
                                  system.SecurityHeaders()])
     app.set_error_serializer(serialize_error)
@@ -36,7 +37,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
     revoker = creds.Revoker(store, dispatcher, credentials)
     app.add_route("/agents/{name}", creds.AgentResource(revoker))
     app.add_route("/agents/{name}/revoke", creds.RevokeResource(revoker))
-    app.add_route("/agent/enroll", creds.EnrollResource(credentials))
+    app.add_route("/agent/enroll", creds.EnrollResource(
+        credentials, (admin_token, agent_token, config.METRICS_TOKEN)))
     app.add_route("/stats", overview.StatsResource(store, clock))
     app.add_route("/schedule/preview", overview.SchedulePreviewResource(clock))
     app.add_route("/maintenance", maintenance.MaintenanceResource(config, store, clock))

@@ -3,7 +3,8 @@
 A resource that changes something says what in ``req.context.audit`` (a
 list of ``(action, target, detail)``); ``AuditMiddleware`` writes those
 entries once the response is a success, with the caller's role, token name
-and address.  Reads are not recorded.  The entry is written right after the
+and address; ``note_refusal`` entries are written whatever the answer (an
+upload refused is worth knowing about).  Reads are not recorded.  The entry is written right after the
 change's own transaction: a crash between the two loses the entry, never
 the change.
 """
@@ -25,13 +26,24 @@ def note(req, action, target=None, detail=None):
     entries.append((action, target, detail))
 
 
+def note_refusal(req, action, target=None, detail=None):
+    """Record ``action`` on ``target`` for the audit log, whatever the answer."""
+    entries = getattr(req.context, "audit_always", None)
+    if entries is None:
+        entries = req.context.audit_always = []
+    entries.append((action, target, detail))
+
+
 class AuditMiddleware:
     def __init__(self, store):
         self._store = store
 
     def process_response(self, req, resp, resource, req_succeeded):
-        entries = getattr(req.context, "audit", None)
-        if not entries or not req_succeeded or not str(resp.status).startswith("2"):
+        entries = getattr(req.context, "audit", None) or []
+        if not req_succeeded or not str(resp.status).startswith("2"):
+            entries = []
+        entries = entries + (getattr(req.context, "audit_always", None) or [])
+        if not entries:
             return
         role = getattr(req.context, "role", None) or "unknown"
         actor = getattr(req.context, "token_name", None) or role

@@ -6,6 +6,7 @@ sha256 is enough here, not a slow password hash: the tokens are 32 random
 bytes, so there is nothing to guess from a hash that a slow hash would protect.
 """
 import hashlib
+import hmac
 import logging
 import secrets
 import re
@@ -110,8 +111,10 @@ class EnrollResource:
     auth = AGENT
     enrollment = True  # the shared token's one route when REQUIRE_ENROLLMENT is on
 
-    def __init__(self, credentials):
+    def __init__(self, credentials, reserved=()):
         self._credentials = credentials
+        # The admin, shared agent and metrics tokens: never an agent's own.
+        self._reserved = [t.encode() for t in reserved if t]
 
     def on_post(self, req, resp):
         body = read_json(req)
@@ -120,10 +123,13 @@ class EnrollResource:
         if own is not None:
             check_client(req, name)  # an agent rotates only its own token
         replacing = token_hash(_bearer(req)) if own is not None else None
-        token = self._credentials.enroll(name, replacing, _proposed(body))
+        proposed = _proposed(body)
+        if proposed is not None and self._is_reserved(proposed):
+            raise _token_refused()
+        token = self._credentials.enroll(name, replacing, proposed)
         if token is None:
             if self._credentials.state(name) is None:
-                raise conflict("that token is another agent's; make a new one", "token")
+                raise _token_refused()  # another agent's: the same answer, so it does not tell
             if self._credentials.state(name) == REVOKED:
                 raise conflict("agent %s is revoked; an admin must DELETE /agents/%s before it "
                                "can enroll again" % (name, name))
@@ -135,6 +141,20 @@ class EnrollResource:
         note(req, "agent.renew" if own else "agent.enroll", name)
         resp.status = falcon.HTTP_201
         resp.media = {"client": name, "token": token}
+
+
+    def _is_reserved(self, proposed):
+        given = proposed.encode()
+        found = False
+        for token in self._reserved:  # all compared, so timing does not tell which
+            found |= hmac.compare_digest(given, token)
+        return found
+
+
+def _token_refused():
+    """Every refusal of a proposed token says the same, whatever the reason (another
+    agent's, or a token of the server's own), so no answer tells whose a token is."""
+    return conflict("choose another token", "token")
 
 
 def _proposed(body):

@@ -6,6 +6,8 @@ import re
 import apsw
 import falcon
 
+from octopus.store.guard import DatabaseUnusable
+
 log = logging.getLogger("octopus.server")
 
 MAX_BODY = 1024 * 1024
@@ -46,7 +48,10 @@ def handle_unexpected(req, resp, exc, params):
     """A bug on our side: log it with its traceback, answer 500 without one.
 
     The database being busy or its disk full is not a bug: 503, one log line.
+    Nor is its file gone or corrupt: 503 naming the file (logged once, when found).
     """
+    if isinstance(exc, DatabaseUnusable):
+        raise unusable(str(exc))
     if isinstance(exc, (apsw.BusyError, apsw.FullError)):
         reason = ("the database is busy (locked by another process?)"
                   if isinstance(exc, apsw.BusyError) else "the database's disk is full")
@@ -55,6 +60,10 @@ def handle_unexpected(req, resp, exc, params):
                        headers={"Retry-After": "5"})
     log.exception("Unhandled error on %s %s", req.method, req.path)
     raise ApiError(falcon.HTTP_500, "internal server error; see the server log")
+
+
+def unusable(why):
+    return ApiError(falcon.HTTP_503, why, headers={"Retry-After": "30"})
 
 
 def read_json(req, kind=dict, max_bytes=MAX_BODY):

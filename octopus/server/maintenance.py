@@ -18,6 +18,7 @@ import time
 from octopus.schedule import next_cron
 from octopus.server import validate
 from octopus.server.errors import bad_request
+from octopus.store.guard import DatabaseUnusable
 from octopus.store.maintenance import KINDS
 from octopus.timeutil import iso, parse_iso
 
@@ -160,6 +161,8 @@ class Maintenance:
         while not self._stop.wait(TICK):
             try:
                 self.step(self._clock())
+            except DatabaseUnusable:  # said once in the log, where it was found
+                pass
             except Exception:  # e.g. the record could not be written; try next time
                 log.exception("Maintenance step failed")
 

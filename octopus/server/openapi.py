@@ -77,6 +77,9 @@ def op(role, summary, reply=None, status=200, body=None, params=(), errors=(),
                                            "says when to try again."))
     if body is not None:
         responses.setdefault("413", _error("The body is larger than %d bytes." % body_limit))
+    responses.setdefault("503", _error("The database is busy or its disk full (Retry-After; "
+                                       "nothing changed), or its file was deleted, replaced "
+                                       "or found corrupt (the message names it)."))
     operation = {"summary": summary, "security": SECURITY[role],
                  "x-role": role, "responses": responses}
     if params:
@@ -185,7 +188,9 @@ ROUTES = {
                                                 "Absent or null: the server makes one."}},
                        required=("client",))),
                    errors={**BAD, 409: "The name is enrolled already (only its own token may "
-                                       "renew it) or revoked (an admin must forget it first)."}),
+                                       "renew it) or revoked (an admin must forget it first); "
+                                       "or the proposed token is not taken (field token, "
+                                       "\"choose another token\", whatever the reason)."}),
     },
     "/stats": {
         "get": op(ADMIN, "Tasks by status, agents, runs by outcome over time.",
@@ -255,7 +260,7 @@ ROUTES = {
                   {"type": "string"}, content="text/x-python",
                   params=[path("name", {"type": "string"})],
                   errors={404: "No such plugin, or not a plugin name."}),
-        "put": op(ADMIN, "Upload a plugin; it is imported in a separate process first.",
+        "put": op(ADMIN, "Upload a plugin; checked by parsing only, never run on the server.",
                   ref("Plugin"), more={201: ("A new plugin.", ref("Plugin"))},
                   params=[path("name", NAME)],
                   body={"required": True, "content": {"text/x-python": {

@@ -109,10 +109,12 @@ EXECUTION = obj({
     "finished_at": NULL_TIME, "duration": NULL_NUMBER,
 }, required=("id", "task_id", "status"))
 
+PRINTABLE = {"type": "string", "maxLength": 256, "nullable": True,
+             "pattern": "^[^%s]*$" % validate.CONTROL_CHARACTERS}
 HEARTBEAT_FIELDS = {
-    "hostname": {"type": "string", "maxLength": 256, "nullable": True},
-    "ip": {"type": "string", "maxLength": 256, "nullable": True},
-    "version": {"type": "string", "maxLength": 256, "nullable": True},
+    "hostname": PRINTABLE,
+    "ip": PRINTABLE,
+    "version": PRINTABLE,
     "concurrency": {"type": "integer", "minimum": 1, "maximum": agents.MAX_CAPACITY},
     "running": dict(LENIENT_IDS, description="Runs the agent answers for now (array of run "
                                              "ids); anything else is ignored."),
@@ -163,7 +165,7 @@ SCHEMAS = {
                                              "signature": {"type": "string"}}))},
                   required=("name", "sha256", "actions")),
     "Heartbeat": obj(dict(HEARTBEAT_FIELDS, client=AGENT_NAME,
-                          instance={"type": "string", "maxLength": 64, "nullable": True},
+                          instance=dict(PRINTABLE, maxLength=64),
                           stopping={"description": "true: the agent is shutting down; any "
                                                    "other value is ignored."}),
                      required=("client",),
@@ -173,7 +175,7 @@ SCHEMAS = {
         "capacity": {"type": "integer", "minimum": 0, "maximum": agents.MAX_CAPACITY},
         "wait": {"type": "number", "minimum": 0, "maximum": 3600,
                  "description": "Held at most the server's LONG_POLL_TIMEOUT."},
-        "instance": {"type": "string", "maxLength": 64, "nullable": True},
+        "instance": dict(PRINTABLE, maxLength=64),
         "stopping_runs": LENIENT_IDS, "running": LENIENT_IDS,
         "heartbeat": obj(HEARTBEAT_FIELDS, nullable=True),
     }, required=("client",), example={"client": "web-01", "capacity": 1, "wait": 0}),

@@ -7,6 +7,7 @@ import threading
 import time
 
 from octopus.server.dispatch import hand_out
+from octopus.store.guard import DatabaseUnusable
 from octopus.timeutil import iso
 
 log = logging.getLogger("octopus.scheduler")
@@ -123,6 +124,8 @@ class Scheduler:
         while not self._stop.wait(TICK):
             try:
                 self.step(self._clock())
+            except DatabaseUnusable:  # said once in the log, where it was found
+                pass
             except Exception:  # keep scheduling; the next tick may succeed
                 log.exception("Scheduler step failed")
 

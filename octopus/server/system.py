@@ -8,9 +8,9 @@ import falcon
 from octopus import __version__
 from octopus.constants import TaskStatus
 from octopus.plugins import MAX_PLUGIN_BYTES, PluginRejected, valid_name
-from octopus.server.audit import note
+from octopus.server.audit import note, note_refusal
 from octopus.server.auth import ADMIN, AGENT, PUBLIC
-from octopus.server.errors import ApiError, bad_request, not_found
+from octopus.server.errors import ApiError, bad_request, not_found, unusable
 
 log = logging.getLogger("octopus.server")
 
@@ -39,7 +39,8 @@ class HealthResource:
             tasks, running = self._store.counts()
             agents = self._store.online_agents()
         except Exception as e:  # the database is unusable: say so, do not crash
-            log.error("Health check failed: database unusable: %s", e)
+            if self._store.unusable is None:  # else said in the log once already
+                log.error("Health check failed: database unusable: %s", e)
             resp.status = falcon.HTTP_503
             resp.media = {"status": "error", "database": "unusable: %s" % e}
             return
@@ -88,6 +89,23 @@ class PluginSourceResource:
         resp.data = plugin.source
 
     def on_put(self, req, resp, name):
+        try:
+            source = self._read_upload(req, name)
+            plugin, created = self._registry.add(name, source)
+        except PluginRejected as e:
+            self._refused(req, name, str(e))
+            raise bad_request("plugin %s refused: %s" % (name, e), "source")
+        except ApiError as e:
+            self._refused(req, name, e.description)
+            raise
+        log.info("Plugin %s %s by upload (%d actions, sha256 %s)", name,
+                 "added" if created else "replaced", len(plugin.actions), plugin.sha256[:12])
+        note(req, "plugin.upload", name, {"sha256": plugin.sha256, "created": created})
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+        resp.media = plugin.to_json()
+
+    @staticmethod
+    def _read_upload(req, name):
         if not valid_name(name):
             raise bad_request("a plugin name is an identifier not starting with _", "name")
         if (req.content_length or 0) > MAX_PLUGIN_BYTES:
@@ -95,15 +113,12 @@ class PluginSourceResource:
         source = req.bounded_stream.read(MAX_PLUGIN_BYTES + 1)
         if len(source) > MAX_PLUGIN_BYTES:
             raise ApiError(falcon.HTTP_413, "a plugin is at most %d bytes" % MAX_PLUGIN_BYTES)
-        try:
-            plugin, created = self._registry.add(name, source)
-        except PluginRejected as e:
-            raise bad_request("plugin %s refused: %s" % (name, e), "source")
-        log.info("Plugin %s %s by upload (%d actions, sha256 %s)", name,
-                 "added" if created else "replaced", len(plugin.actions), plugin.sha256[:12])
-        note(req, "plugin.upload", name, {"sha256": plugin.sha256, "created": created})
-        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
-        resp.media = plugin.to_json()
+        return source
+
+    @staticmethod
+    def _refused(req, name, why):
+        log.warning("Plugin upload %s refused: %s", name[:64], why)
+        note_refusal(req, "plugin.refused", name[:64], {"reason": why[:500]})
 
 
 class DashboardResource:
@@ -125,6 +140,22 @@ class DashboardResource:
 
     def on_head(self, req, resp):  # for uptime checks that only look
         self.on_get(req, resp)
+
+
+class DatabaseGate:
+    """Middleware: once the database file is found gone, replaced or corrupt, every
+    route answers 503 naming the file (``/health`` says so in its own body; the
+    dashboard's files still load, to show it)."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def process_resource(self, req, resp, resource, params):
+        why = self._store.unusable_lately()  # so reads notice too, within a second
+        if why is None or resource is None:  # resource None: no such route, or a static file
+            return
+        if not isinstance(resource, (HealthResource, DashboardResource)):
+            raise unusable(why)
 
 
 class SecurityHeaders:

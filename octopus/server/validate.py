@@ -26,6 +26,10 @@ MAX_BACKOFF = 10
 MAX_NAME = 128
 MAX_OFFSET = 10 ** 9  # rows skipped by ?offset= in a listing
 MAX_QUERY = 200  # characters of a task search (?q=)
+# C0 and C1 controls and the Unicode line and paragraph separators: what could end
+# or forge a log line (the OpenAPI document has the same as a pattern).
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+CONTROL = re.compile("[%s]" % CONTROL_CHARACTERS)
 _WHOLE = re.compile(r"[+-]?[0-9]{1,4300}")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -37,6 +41,19 @@ def agent_name(value, field="client"):
             or value in (TaskOwnership.ALL, TaskOwnership.ANYONE)):
         raise bad_request("%s must be 1-%d printable characters without spaces or slashes, "
                           "and not ALL or Anyone" % (field, MAX_NAME), field)
+    return value
+
+
+def printable_text(body, field, limit=256):
+    """An optional text field an agent sends about itself (hostname, ip, version,
+    instance): at most ``limit`` characters and no control characters, which
+    would reach the server's log (a newline there could forge a line)."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit or CONTROL.search(value):
+        raise bad_request("%s must be text of at most %d printable characters (no newline or "
+                          "other control character)" % (field, limit), field)
     return value
 
 

@@ -11,6 +11,7 @@ from octopus.constants import RunStatus
 from octopus.store.agents import AgentQueries, Heartbeats
 from octopus.store.audit import AuditQueries
 from octopus.store.db import Database
+from octopus.store.guard import DatabaseUnusable
 from octopus.store.maintenance import MaintenanceQueries
 from octopus.store.migrate import migrate
 from octopus.store.runs import RunQueries
@@ -54,10 +55,34 @@ class Store(TaskQueries, RunQueries, AgentQueries, MaintenanceQueries, StatsQuer
         return self._db.path
 
     def close(self):
-        self.flush_heartbeats()
+        try:
+            self.flush_heartbeats()
+        except DatabaseUnusable:  # nothing more can be written; said when it was found
+            pass
         self._db.close()
 
+    @property
+    def unusable(self):
+        """Why the database file may no longer be written (gone, replaced, corrupt), or None."""
+        return self._db.unusable
+
+    def unusable_lately(self):
+        """``unusable``, with the file looked at (one stat) at most once a second."""
+        return self._db.looked_at_lately()
+
+    def quick_check(self):
+        """``PRAGMA quick_check`` on one snapshot (every page read, so seconds on a
+        large file): a problem found marks the database unusable and is returned."""
+        with self._db.read() as conn:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        problem = next(iter(rows[0].values())) if rows else "no answer"
+        if problem == "ok":
+            return None
+        self._db.corrupt("quick_check: %s" % problem)
+        return problem
+
     def check(self):
-        """Raise if the database cannot be read; used by /health."""
+        """Raise if the database cannot be read or its file is gone; used by /health."""
+        self._db.check_file()
         with self._db.read() as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
