@@ -121,6 +121,7 @@ def test_a_corrupt_database_answers_503_on_every_route(tmp_path, clock):
         store.close()
 
 
+@pytest.mark.processes
 def test_a_server_started_on_a_database_too_corrupt_to_start_says_so_and_exits(tmp_path):
     data_dir = tmp_path / "data"
     Store(str(data_dir / "octopus.db")).close()

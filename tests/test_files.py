@@ -148,6 +148,7 @@ print("done")
 """
 
 
+@pytest.mark.processes  # a child process logs to /dev/full
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_logging_to_a_full_disk_says_so_in_one_line_not_a_traceback_a_line():
     proc = subprocess.run([sys.executable, "-c", LOG_TO_DEV_FULL], capture_output=True,
@@ -188,6 +189,7 @@ def fill(folder):
     return filler
 
 
+@pytest.mark.processes  # mounts a small tmpfs
 def test_a_full_disk_is_said_once_and_logging_resumes_when_there_is_room(tmp_path, capsys):
     with tiny_filesystem(tmp_path / "disk") as disk:
         handler = logs.RotatingFile(str(disk / "server.log"))
@@ -218,6 +220,7 @@ def _logs_again(logger, capsys):
     return "works again" in capsys.readouterr().err
 
 
+@pytest.mark.processes  # mounts a small tmpfs
 def test_a_result_that_cannot_be_written_leaves_no_temporary_file(tmp_path):
     with tiny_filesystem(tmp_path / "disk") as disk:
         outbox = Outbox(str(disk / "outbox"))
