@@ -2,6 +2,7 @@
 import os
 import queue
 import signal
+import threading
 import time
 
 import pytest
@@ -251,3 +252,44 @@ def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypat
         r.close()
     assert sorted(m["id"] for m in results) == list(range(100))
     assert all(m["status"] == "success" and len(m["output"]) == 100000 for m in results)
+
+
+def _within(seconds, fn, *args):
+    """``fn(*args)``, failing the test if it has not returned after ``seconds``
+    (on a thread: a deadlocked call must not hang the suite)."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "%s still blocked after %gs" % (fn.__name__, seconds)
+    return out[0]
+
+
+def _keep_busy(runner, total, concurrency, args, timeout=60):
+    """Submit ``total`` echo runs, ``concurrency`` at a time, as the agent does."""
+    results, sent = [], 0
+    deadline = time.monotonic() + timeout
+    while sent < min(concurrency, total):
+        runner.submit(sent, runner.plugin, "echo", args, {})
+        sent += 1
+    while len(results) < total:
+        msg = runner.done.get(timeout=max(0.1, deadline - time.monotonic()))
+        results.append(msg)
+        if sent < total:
+            runner.submit(sent, runner.plugin, "echo", args, {})
+            sent += 1
+    return results
+
+
+def test_big_arguments_never_deadlock_the_launcher(tmp_path):
+    # Each run's arguments come back as its result: both pipes carry ~100 KB
+    # per run, in both directions at once.  A sender holding a lock across the
+    # write to the launcher deadlocked here after ~25 runs.
+    r = make_runner(tmp_path)
+    try:
+        results = _within(60, _keep_busy, r, 300, 4, ["q" * 100000])
+    finally:
+        _within(15, r.close)
+    assert sorted(m["id"] for m in results) == list(range(300))
+    assert all(m["status"] == "success" and m["result"]["args"] == ["q" * 100000]
+               for m in results)

@@ -1,7 +1,14 @@
-"""The agent's side of the run launcher (see zygote.py)."""
+"""The agent's side of the run launcher (see zygote.py).
+
+Three threads touch a launcher: callers of submit/kill queue lines for it, one
+writer thread writes them to its stdin, one reader thread reads its stdout.  No
+lock is held across a pipe read or write, so a launcher slow to read a large
+run never stops its results being read (which would stop it reading).
+"""
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -16,6 +23,8 @@ log = logging.getLogger("octopus.agent")
 # zipapp's extracted copy.  The launcher needs only it and the stdlib.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _ORIGINAL_PYTHONPATH = "OCTOPUS_ORIGINAL_PYTHONPATH"
+STOP_WAIT = 5.0    # seconds the launcher gets to stop its runs before it is killed
+CHUNK = 1 << 16    # bytes per write: a stopping writer notices within one chunk
 
 
 class Runner:
@@ -26,11 +35,15 @@ class Runner:
         self._runs_per_worker = runs_per_worker
         self._on_done = on_done
         self._output_limit = output_limit
-        self._lock = threading.Lock()
-        self._proc = None
-        self._reader = None
+        self._lock = threading.Lock()  # guards the three below; never held across I/O
+        self._link = None
         self._active = {}  # run id -> process group of the run, once started
         self._closing = False
+
+    @property
+    def _proc(self):
+        link = self._link
+        return link.proc if link is not None else None
 
     def start(self):
         env = dict(os.environ)
@@ -40,13 +53,16 @@ class Runner:
                 "os.environ.pop('PYTHONPATH');\n"
                 "p and os.environ.__setitem__('PYTHONPATH', p)\n"
                 "from octopus.agent.zygote import main; main()" % _ORIGINAL_PYTHONPATH)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
-        self._reader = threading.Thread(target=self._read, args=(self._proc,),
-                                        name="runner-reader", daemon=True)
-        self._reader.start()
-        log.info("Run launcher started (pid %d)", self._proc.pid)
+        link = _Launcher([sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
+                         env, self._read)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._link = link
+        if closing:  # close() came first: this one is not wanted
+            link.stop()
+            return
+        log.info("Run launcher started (pid %d)", link.proc.pid)
 
     def submit(self, run_id, path, action, args, kwargs):
         self._send({"op": "run", "id": run_id, "path": path, "action": action, "args": args,
@@ -58,19 +74,20 @@ class Runner:
     def _send(self, msg, new_run=None):
         line = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
         with self._lock:
-            try:
-                self._proc.stdin.write(line)
-                self._proc.stdin.flush()
+            link = self._link
+            taken = link is not None and not link.dead and not self._closing
+            if taken:
+                # Listed before it is written: if the launcher dies first, the
+                # run is failed with the others it held.
                 if new_run is not None:
                     self._active[new_run] = None
-                return
-            except (BrokenPipeError, ValueError, OSError):
-                log.error("Run launcher is gone; its reader restarts it")
-        if new_run is not None:  # never reached the launcher: fail it here
+                link.send(line)  # only queues it
+        if not taken and new_run is not None:  # never reached a launcher: fail it here
             self._on_done(_failure(new_run, "LauncherDied",
                                    "the agent's run launcher was not running"))
 
-    def _read(self, proc):
+    def _read(self, link):
+        proc = link.proc
         try:
             for line in proc.stdout:
                 self._handle(json.loads(line))
@@ -78,8 +95,9 @@ class Runner:
             log.exception("Run launcher sent something unreadable; replacing it")
             proc.kill()
         finally:
+            link.stop()
             proc.wait()
-            self._launcher_died(proc)
+            self._launcher_died(link)
 
     def _handle(self, msg):
         with self._lock:
@@ -93,10 +111,14 @@ class Runner:
         except Exception:  # never stop reading the launcher: its runs would stall
             log.exception("Handling the result of run %s failed", msg.get("id"))
 
-    def _launcher_died(self, proc):
+    def _launcher_died(self, link):
         """Fail the runs it held and start a new one, unless we are closing."""
+        proc = link.proc
         with self._lock:
-            lost, self._active = self._active, {}
+            link.dead = True
+            lost = {}
+            if self._link is link:
+                lost, self._active = self._active, {}
             closing = self._closing
         for pgid in filter(None, lost.values()):
             try:  # its runs outlive it otherwise: each leads its own process group
@@ -104,29 +126,77 @@ class Runner:
             except OSError:
                 pass
         for run_id in lost:
-            self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
-                                   "(code %s)" % proc.returncode))
+            if closing:
+                self._on_done(_failure(run_id, "AgentStopped", "the agent stopped before this "
+                                       "run could start"))
+            else:
+                self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
+                                       "(code %s)" % proc.returncode))
         if not closing:
             log.error("Run launcher exited with code %s; restarting it", proc.returncode)
             self.start()
 
-    def close(self):
-        """Stop the launcher; runs still going are killed with it."""
+    def close(self, timeout=STOP_WAIT):
+        """Stop the launcher; runs still going are killed with it.  Bounded:
+        a launcher that has not gone after ``timeout`` is killed."""
         with self._lock:
             self._closing = True
-            proc = self._proc
-        if proc is None:
+            link = self._link
+        if link is None:
             return
+        link.stop()
         try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
+            link.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            log.error("Run launcher did not stop within %gs: killing it", timeout)
+            link.proc.kill()
         # Its last words (runs it stopped) are handled before we return.
-        self._reader.join(10)
+        link.reader.join(timeout)
+
+
+class _Launcher:
+    """One launcher process and the two threads on its pipes."""
+
+    def __init__(self, argv, env, read):
+        stdin_r, self._stdin = os.pipe()
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdin_r, stdout=subprocess.PIPE, env=env,
+                                         close_fds=True)
+        except BaseException:
+            os.close(self._stdin)
+            raise
+        finally:
+            os.close(stdin_r)
+        self.dead = False       # set (under the runner's lock) once its reader saw it end
+        self._stopping = False
+        self._queue = queue.SimpleQueue()  # lines for it; None: close its stdin
+        self._writer = threading.Thread(target=self._write, name="runner-writer", daemon=True)
+        self.reader = threading.Thread(target=read, args=(self,), name="runner-reader",
+                                       daemon=True)
+        self._writer.start()
+        self.reader.start()
+
+    def send(self, line):
+        self._queue.put(line)
+
+    def stop(self):
+        """Drop what is not written yet and close its stdin: it stops its runs and exits."""
+        self._stopping = True
+        self._queue.put(None)
+
+    def _write(self):
+        try:
+            while True:
+                line = self._queue.get()
+                if line is None or self._stopping:
+                    return
+                view = memoryview(line)
+                while view and not self._stopping:
+                    view = view[os.write(self._stdin, view[:CHUNK]):]
+        except OSError:  # it is gone; the reader sees it end and says why
+            pass
+        finally:
+            os.close(self._stdin)  # only this thread ever writes or closes it
 
 
 def _failure(run_id, kind, message):

@@ -19,6 +19,7 @@ import sys
 import time
 
 from octopus.agent import worker as worker_code
+from octopus.agent.outlet import Outlet
 from octopus.constants import run_error
 
 KILL_GRACE = 5.0
@@ -27,12 +28,13 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker:
-    __slots__ = ("pid", "cmd_fd", "result_fd", "buffer", "run_id", "started", "stopping",
-                 "runs_left")
+    __slots__ = ("pid", "cmd_fd", "cmd", "result_fd", "buffer", "run_id", "started",
+                 "stopping", "runs_left")
 
     def __init__(self, pid, cmd_fd, result_fd, runs_left):
         self.pid = pid
         self.cmd_fd = cmd_fd
+        self.cmd = Outlet(cmd_fd)  # runs are handed over without waiting for the worker
         self.result_fd = result_fd
         self.buffer = b""
         self.run_id = None      # the run it is doing, if any
@@ -44,7 +46,7 @@ class Worker:
 class Zygote:
     def __init__(self, infile, outfile, workdir, runs_per_worker=100):
         self._in = infile
-        self._out = outfile
+        self._out = Outlet(outfile.fileno())  # to the agent: never waits for it to read
         self._workdir = workdir
         self._runs_per_worker = runs_per_worker
         self._codes = {}      # compiled plugins, inherited by workers forked later
@@ -77,6 +79,8 @@ class Zygote:
                         return self._shutdown()
                 elif key.data == "wake":
                     _drain(wake_r)
+                elif isinstance(key.data, Outlet):
+                    self._flush(key.data)
                 else:
                     self._read_result(key.data)
             self._reap()
@@ -96,12 +100,14 @@ class Zygote:
 
     def _read_commands(self):
         try:
-            data = os.read(self._in.fileno(), 1 << 16)
+            data = os.read(self._in.fileno(), 1 << 20)
         except BlockingIOError:
             return True
         if not data:
             return False
         self._buffer += data
+        if b"\n" not in data:  # the middle of a large run: wait for its end
+            return True
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             if line.strip():
@@ -113,16 +119,33 @@ class Zygote:
         return True
 
     def _send(self, msg):
+        self._out.push(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        self._flush(self._out)
+
+    def _flush(self, outlet):
+        """Write what ``outlet`` holds as far as its pipe takes it; the selector
+        says when it can take more."""
         try:
-            # Whole lines only: an unbuffered stdout (PYTHONUNBUFFERED) can take
-            # part of a write when a signal arrives.
-            worker_code.write_all(self._out.fileno(),
-                                  json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-        except (BrokenPipeError, ValueError):  # the agent is gone: so are its runs
-            if not self._closing:
-                self._closing = True
-                self._shutdown()
-            sys.exit(0)
+            outlet.flush()
+        except OSError:
+            if outlet is self._out:  # the agent is gone: so are its runs
+                self._agent_gone()
+            outlet.discard()  # a dead worker's pipe: _reap reports its run
+        self._watch(outlet)
+
+    def _watch(self, outlet):
+        if outlet.pending != outlet.registered:
+            if outlet.pending:
+                self._selector.register(outlet.fd, selectors.EVENT_WRITE, outlet)
+            else:
+                self._selector.unregister(outlet.fd)
+            outlet.registered = outlet.pending
+
+    def _agent_gone(self):
+        if not self._closing:
+            self._closing = True
+            self._shutdown()
+        sys.exit(0)
 
     # -- workers ----------------------------------------------------------
 
@@ -172,7 +195,9 @@ class Zygote:
         for _ in range(2):
             worker = self._idle.pop() if self._idle else self._fork()
             try:
-                worker_code.write_all(worker.cmd_fd, line)
+                worker.cmd.push(line)
+                worker.cmd.flush()  # the rest of a large run follows as it reads
+                self._watch(worker.cmd)
                 return worker
             except OSError:  # it died while idle: drop it, take a fresh one
                 _signal_session(worker.pid, signal.SIGKILL)
@@ -229,6 +254,8 @@ class Zygote:
             if worker.result_fd is not None:
                 self._selector.unregister(worker.result_fd)
                 os.close(worker.result_fd)
+            worker.cmd.discard()
+            self._watch(worker.cmd)
             os.close(worker.cmd_fd)
             if worker.run_id is not None:
                 duration = time.monotonic() - worker.started
@@ -276,6 +303,10 @@ class Zygote:
                 self._send(_done(run_id, "failed", run_error(
                     "AgentStopped", "the agent stopped while this run was going"), "",
                     time.monotonic() - started))
+            try:  # the agent reads until we exit; it kills us if we take too long
+                self._out.drain(time.monotonic() + STOP_GRACE)
+            except OSError:
+                pass
         return 0
 
 
