@@ -12,6 +12,7 @@ from octopus import __version__, config as settings
 from octopus.config import ConfigError
 
 log = logging.getLogger("octopus")
+AGENT_STOP_LIMIT = 8.0  # seconds a stopping agent may take before the process goes anyway
 
 FLAG_SETTINGS = {"host": "SERVER_HOST", "port": "SERVER_PORT", "data_dir": "DATA_DIR",
                  "server_url": "SERVER_URL", "name": "CLIENT_ID"}
@@ -84,7 +85,7 @@ def _run(args):
         try:
             stop.wait()
         finally:
-            agent.stop()
+            _stop_agent(agent)
         return agent.exit_code  # 3: the server refused this agent's credential
     server.serve()
     return 0
@@ -143,6 +144,15 @@ def _read_token(path):
         return ""
 
 
+def _stop_agent(agent):
+    """agent.stop(), waited for at most AGENT_STOP_LIMIT: SIGTERM always stops us."""
+    stopper = threading.Thread(target=agent.stop, name="agent-stop", daemon=True)
+    stopper.start()
+    stopper.join(AGENT_STOP_LIMIT)
+    if stopper.is_alive():
+        log.error("The agent did not stop within %gs: exiting anyway", AGENT_STOP_LIMIT)
+
+
 def _on_signals(server, agent, stop):
     """SIGTERM/SIGINT stop the agent first (its last results still reach a
     local server), then the server."""
@@ -160,7 +170,7 @@ def _on_signals(server, agent, stop):
         threading.Thread(target=stop_agent_then_server, daemon=True).start()
 
     def stop_agent_then_server():
-        agent.stop()
+        _stop_agent(agent)
         _thread.interrupt_main()  # runs the handler again in the main thread
 
     for sig in (signal.SIGTERM, signal.SIGINT):

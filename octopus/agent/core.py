@@ -369,7 +369,9 @@ class Agent:
             self._threads.append(thread)
 
     def stop(self, timeout=5.0):
-        """Stop asking for work, stop running runs, send what can be sent."""
+        """Stop asking for work, stop running runs, send what can be sent.
+        Bounded: runs get STOP_WAIT, reports ``timeout``, the goodbye 2 s;
+        results not sent by then stay in the outbox for the next start."""
         self._stop.set()
         if self._local_api is not None:
             self._local_api.close()
@@ -377,12 +379,17 @@ class Agent:
         client = self._client(timeout=timeout)
         if self._identity.revoked:  # the server would refuse anything more
             return log.info("Agent %s stopped", self.name)
-        try:
-            with self._reporting:
-                while self.report(client):
+        deadline = time.monotonic() + timeout
+        # A report in flight (its own timeout is longer) is waited for only so long.
+        if self._reporting.acquire(timeout=timeout):
+            try:
+                while time.monotonic() < deadline and self.report(client):
                     pass
-        except Exception as e:
-            _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+            except Exception as e:
+                _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+            finally:
+                self._reporting.release()
+        client = self._client(timeout=2.0)
         try:  # so the server stops handing this process work at once
             client.request("POST", "/heartbeat", {"client": self.name, "instance": self._instance,
                                                   "stopping": True})
