@@ -40,11 +40,10 @@ def _statuses(api, ids, timeout):
 
 
 def _sigterm_mid_transfer(api, proc, size):
-    """Post large runs, SIGTERM once one is running; seconds until the process exited."""
-    ids = _post(api, 8, size)
-    # The first handed out: the others are on their way through the agent.
-    wait_for(lambda: api.call("GET", "/tasks/" + ids[0])[1]["status"] != "Created", 30,
-             what="large runs handed out")
+    """Post 40 large runs, SIGTERM once 20 are done (past where the agent once
+    hung; the others are going through it both ways); seconds until it exited."""
+    ids = _post(api, 40, size)
+    assert list(_statuses(api, ids[:20], 60).values()) == ["success"] * 20
     sent = time.monotonic()
     proc.popen.send_signal(signal.SIGTERM)
     proc.popen.wait(30)
