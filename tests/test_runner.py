@@ -68,7 +68,8 @@ def mutate():
 
 def probe():
     return {"cwd": os.getcwd(), "leak": os.environ.get("OCTOPUS_TEST_LEAK"),
-            "counter": len(COUNTER), "pid": os.getpid()}
+            "counter": len(COUNTER), "pid": os.getpid(), "env": dict(os.environ),
+            "mode": os.stat(".").st_mode & 0o777, "sys_path": sys.path}
 
 
 def rendezvous(folder, n):
@@ -193,7 +194,32 @@ def test_a_reused_worker_gives_each_run_a_clean_start(runner):
     pid = run(runner, 40, "mutate")["result"]
     seen = run(runner, 41, "probe")["result"]
     assert seen["pid"] == pid  # the same warm worker ran both
-    assert seen["cwd"] == os.getcwd() and seen["leak"] is None and seen["counter"] == 0
+    assert seen["leak"] is None and seen["counter"] == 0
+    assert os.path.basename(seen["cwd"]).startswith("run-41-")
+
+
+def test_a_run_gets_a_clean_environment_and_a_private_folder_removed_after(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("OCTOPUS_AGENT_TOKEN", "agent-secret")
+    monkeypatch.setenv("SOME_TOKEN", "other-secret")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.chdir(tmp_path)
+    r = make_runner(tmp_path)
+    try:
+        r.submit(80, r.plugin, "probe", [], {}, task_id="t-80")
+        first = r.done.get(timeout=20)["result"]
+        second = run(r, 81, "probe")["result"]
+    finally:
+        r.close()
+    env = first["env"]
+    assert not [k for k in env if k.startswith("OCTOPUS_")]
+    assert "agent-secret" not in str(env) and "other-secret" not in str(env)
+    assert set(env) <= {"PATH", "HOME", "LANG", "TZ", "LC_TIME", "RUN_ID", "TASK_ID", "TMPDIR"}
+    assert env["RUN_ID"] == "80" and env["TASK_ID"] == "t-80" and env["LC_TIME"] == "C"
+    assert env["TMPDIR"] == first["cwd"] and first["mode"] == 0o700
+    assert second["cwd"] != first["cwd"] and "TASK_ID" not in second["env"]
+    assert not os.path.exists(first["cwd"]) and not os.path.exists(second["cwd"])
+    assert str(tmp_path) not in first["sys_path"] and "" not in first["sys_path"]
 
 
 def test_one_run_per_worker_gives_every_run_a_fresh_process(tmp_path):

@@ -14,6 +14,7 @@ from octopus import __version__
 from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
+from octopus.agent.isolation import resolve_run_as
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
@@ -39,7 +40,8 @@ class Agent:
         self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
-                              runs_per_worker=config.RUNS_PER_WORKER)
+                              runs_per_worker=config.RUNS_PER_WORKER,
+                              run_as=_run_as(config))
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -207,7 +209,8 @@ class Agent:
                 with self._lock:
                     self._deadlines[run["id"]] = (time.monotonic() + run["timeout"],
                                                   run["timeout"])
-            self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"])
+            self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"],
+                                task_id=run.get("task_id"))
         except Exception as e:  # the plugin could not be had (or stored): this run fails
             if not isinstance(e, (PluginError, ServerError, Unreachable)):
                 log.exception("Run %d could not be started", run["id"])
@@ -396,6 +399,14 @@ class Agent:
         except Exception as e:
             _log_failure("Saying goodbye", e)
         log.info("Agent %s stopped", self.name)
+
+
+def _run_as(config):
+    """The user runs switch to: RUN_AS, when the agent is root and it names another user."""
+    run_as = resolve_run_as(getattr(config, "RUN_AS", ""))
+    if run_as is None or (run_as["uid"] == os.geteuid() and run_as["gid"] == os.getegid()):
+        return None  # checked at start-up: a non-root agent only names itself
+    return run_as
 
 
 def _failed(run_id, kind, message):

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from octopus.agent.isolation import clean_env
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
@@ -22,7 +23,14 @@ log = logging.getLogger("octopus.agent")
 # The folder that holds the octopus package: a checkout, site-packages, or the
 # zipapp's extracted copy.  The launcher needs only it and the stdlib.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
-_ORIGINAL_PYTHONPATH = "OCTOPUS_ORIGINAL_PYTHONPATH"
+# Started in its work folder with -c: its sys.path would begin with '' (that
+# folder), so the code takes it out and puts the package's root first.  The
+# agent's own PYTHONPATH stays on sys.path (plugins may import from it) but
+# leaves the environment runs see.
+_LAUNCHER = ("import os, sys\n"
+             "sys.path[:] = [%r] + [p for p in sys.path if p not in ('', '.')]\n"
+             "os.environ.pop('PYTHONPATH', None)\n"
+             "from octopus.agent.zygote import main; main()")
 STOP_WAIT = 5.0    # seconds the launcher gets to stop its runs before it is killed
 CHUNK = 1 << 16    # bytes per write: a stopping writer notices within one chunk
 
@@ -30,8 +38,10 @@ CHUNK = 1 << 16    # bytes per write: a stopping writer notices within one chunk
 class Runner:
     """Starts runs in the launcher process and calls ``on_done(msg)`` as they finish."""
 
-    def __init__(self, workdir, on_done, output_limit=1 << 20, runs_per_worker=100):
+    def __init__(self, workdir, on_done, output_limit=1 << 20, runs_per_worker=100,
+                 run_as=None):
         self._workdir = workdir
+        self._run_as = run_as  # isolation.resolve_run_as(RUN_AS), or None
         self._runs_per_worker = runs_per_worker
         self._on_done = on_done
         self._output_limit = output_limit
@@ -46,15 +56,15 @@ class Runner:
         return link.proc if link is not None else None
 
     def start(self):
-        env = dict(os.environ)
-        env[_ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = _PACKAGE_ROOT
-        code = ("import os; p = os.environ.pop(%r);\n"
-                "os.environ.pop('PYTHONPATH');\n"
-                "p and os.environ.__setitem__('PYTHONPATH', p)\n"
-                "from octopus.agent.zygote import main; main()" % _ORIGINAL_PYTHONPATH)
-        link = _Launcher([sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
-                         env, self._read)
+        # Runs are forked from the launcher: what it is started with is all
+        # they inherit (no OCTOPUS_* setting, no token, not the agent's folder).
+        env = clean_env(os.environ)
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        os.makedirs(self._workdir, exist_ok=True)
+        link = _Launcher([sys.executable, "-c", _LAUNCHER % _PACKAGE_ROOT, self._workdir,
+                          str(self._runs_per_worker), json.dumps(self._run_as)],
+                         env, self._workdir, self._read)
         with self._lock:
             closing = self._closing
             if not closing:
@@ -64,9 +74,10 @@ class Runner:
             return
         log.info("Run launcher started (pid %d)", link.proc.pid)
 
-    def submit(self, run_id, path, action, args, kwargs):
-        self._send({"op": "run", "id": run_id, "path": path, "action": action, "args": args,
-                    "kwargs": kwargs, "output_limit": self._output_limit}, run_id)
+    def submit(self, run_id, path, action, args, kwargs, task_id=None):
+        self._send({"op": "run", "id": run_id, "task_id": task_id, "path": path,
+                    "action": action, "args": args, "kwargs": kwargs,
+                    "output_limit": self._output_limit}, run_id)
 
     def kill(self, run_id, grace=5.0):
         self._send({"op": "kill", "id": run_id, "grace": grace})
@@ -157,11 +168,11 @@ class Runner:
 class _Launcher:
     """One launcher process and the two threads on its pipes."""
 
-    def __init__(self, argv, env, read):
+    def __init__(self, argv, env, cwd, read):
         stdin_r, self._stdin = os.pipe()
         try:
             self.proc = subprocess.Popen(argv, stdin=stdin_r, stdout=subprocess.PIPE, env=env,
-                                         close_fds=True)
+                                         cwd=cwd, close_fds=True)
         except BaseException:
             os.close(self._stdin)
             raise

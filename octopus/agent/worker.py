@@ -4,8 +4,8 @@ It leads its own process group, so stopping a run (cancel, timeout) kills the
 worker and everything the run started; the launcher then forks another.  A
 worker is replaced after ``max_runs`` runs, so a plugin that leaks memory or
 threads cannot grow a process for ever.  Each run gets a fresh module object,
-its own captured output, and the working directory and environment the
-worker started with.
+its own captured output, a fresh private working directory (made by the
+launcher, emptied here after the run) and a clean environment (isolation.py).
 """
 import json
 import os
@@ -15,10 +15,11 @@ import time
 import traceback
 import types
 
+from octopus.agent import isolation
 from octopus.constants import MAX_RESULT
 
 
-def serve(cmd_fd, result_fd, workdir, max_runs, codes):
+def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
     """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns."""
     status = 1
     try:
@@ -30,7 +31,10 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes):
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        home = (os.getcwd(), dict(os.environ))
+        os.chdir("/")  # never the agent's folder: each run gets its own
+        if run_as is not None:  # for good, before any run: root is not given back
+            isolation.switch_user(run_as)
+        home = ("/", isolation.clean_env(os.environ, run_as and run_as["home"]))
         lines = _lines(cmd_fd)
         for _ in range(max_runs):
             line = next(lines, None)
@@ -44,11 +48,16 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes):
 
 def run_one(msg, codes, workdir, null, home):
     """Do one run; returns its outcome as one JSON line."""
-    out_fd = _output_file(workdir)
+    run_dir = msg.get("dir")
+    out_fd = _output_file(run_dir or workdir)
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     started = time.monotonic()
     try:
+        if run_dir:
+            os.chdir(run_dir)
+            os.environ.clear()
+            os.environ.update(isolation.run_env(home[1], msg))
         module = types.ModuleType(os.path.basename(msg["path"])[:-3])
         module.__file__ = msg["path"]
         exec(load_code(codes, msg["path"]), module.__dict__)
@@ -63,6 +72,8 @@ def run_one(msg, codes, workdir, null, home):
         _restore(home)
     outcome["duration"] = round(time.monotonic() - started, 6)
     outcome["output"] = read_output(out_fd, msg.get("output_limit", 1 << 20))
+    if run_dir:  # what the run left; the launcher removes the folder itself
+        isolation.remove_run_dir(run_dir)
     # Text that is not valid Unicode (a lone surrogate, say from a file name
     # that is not UTF-8) cannot be stored: replace it rather than lose the run.
     return json.dumps(outcome, ensure_ascii=False).encode("utf-8", "replace") + b"\n"

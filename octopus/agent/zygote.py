@@ -6,7 +6,8 @@ group; one is always kept idle, so a run never waits for a fork.  A worker
 that crashes, is killed (cancel, timeout) or has done its share of runs is
 simply replaced.
 
-  agent -> launcher: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit"}
+  agent -> launcher: {"op": "run", "id", "task_id", "path", "action", "args", "kwargs",
+                      "output_limit"}
                      {"op": "kill", "id", "grace"}
   launcher -> agent: {"op": "started", "id", "pid"}
                      {"op": "done", "id", "status", "result", "output", "duration"}
@@ -18,7 +19,7 @@ import signal
 import sys
 import time
 
-from octopus.agent import worker as worker_code
+from octopus.agent import isolation, worker as worker_code
 from octopus.agent.outlet import Outlet
 from octopus.constants import run_error
 
@@ -29,7 +30,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 class Worker:
     __slots__ = ("pid", "cmd_fd", "cmd", "result_fd", "buffer", "run_id", "started",
-                 "stopping", "runs_left")
+                 "stopping", "runs_left", "run_dir")
 
     def __init__(self, pid, cmd_fd, result_fd, runs_left):
         self.pid = pid
@@ -41,10 +42,13 @@ class Worker:
         self.started = None
         self.stopping = False   # sent SIGTERM: its result no longer counts as a clean end
         self.runs_left = runs_left
+        self.run_dir = None     # the run's private folder, removed when it ends
 
 
 class Zygote:
-    def __init__(self, infile, outfile, workdir, runs_per_worker=100):
+    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None):
+        self._run_as = run_as
+        self._runs_base = isolation.runs_base(workdir, run_as)
         self._in = infile
         self._out = Outlet(outfile.fileno())  # to the agent: never waits for it to read
         self._workdir = workdir
@@ -161,7 +165,8 @@ class Zygote:
         if pid == 0:  # the worker never returns from here
             for fd in [cmd_w, result_r] + [w.cmd_fd for w in self._workers.values()]:
                 os.close(fd)
-            worker_code.serve(cmd_r, result_w, self._workdir, self._runs_per_worker, self._codes)
+            worker_code.serve(cmd_r, result_w, self._workdir, self._runs_per_worker, self._codes,
+                              self._run_as)
         os.close(cmd_r)
         os.close(result_w)
         os.set_blocking(result_r, False)
@@ -181,10 +186,14 @@ class Zygote:
         self._reap()  # an idle worker may have died since we last looked
         try:
             worker_code.load_code(self._codes, msg["path"])  # workers forked later inherit it
+            msg["dir"] = isolation.make_run_dir(self._runs_base, msg["id"], self._run_as)
             worker = self._hand(msg)
         except Exception as e:  # unreadable plugin, or no process to be had: this run fails
+            if msg.get("dir"):
+                isolation.remove_run_dir(msg["dir"])
             self._send(_done(msg["id"], "failed", worker_code.error(e), "", 0.0))
             return
+        worker.run_dir = msg["dir"]
         worker.run_id, worker.started = msg["id"], time.monotonic()
         worker.runs_left -= 1
         self._send({"op": "started", "id": msg["id"], "pid": worker.pid})
@@ -230,7 +239,7 @@ class Zygote:
                 worker.runs_left = 0
                 _signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
-            worker.run_id = None
+            self._run_ended(worker)
             if worker.runs_left > 0 and not worker.stopping:
                 self._idle.append(worker)
         return True
@@ -261,6 +270,13 @@ class Zygote:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
                                  _exit_error(status, worker.stopping), "", duration))
+                self._run_ended(worker)
+
+    def _run_ended(self, worker):
+        worker.run_id = None
+        if worker.run_dir:  # the worker emptied it (as the run's user); we remove it
+            isolation.remove_run_dir(worker.run_dir)
+            worker.run_dir = None
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -282,6 +298,7 @@ class Zygote:
     def _shutdown(self):
         """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
         going = [(w.run_id, w.started) for w in self._workers.values() if w.run_id is not None]
+        run_dirs = [w.run_dir for w in self._workers.values() if w.run_dir]
         sessions = list(self._workers) + list(self._killing)
         for sid in sessions:
             _signal_session(sid, signal.SIGTERM)
@@ -297,6 +314,8 @@ class Zygote:
                 time.sleep(0.02)
         for sid in sessions:
             _signal_session(sid, signal.SIGKILL)
+        for path in run_dirs:
+            isolation.remove_run_dir(path)
         if not self._closing:
             self._closing = True
             for run_id, started in going:
@@ -307,6 +326,8 @@ class Zygote:
                 self._out.drain(time.monotonic() + STOP_GRACE)
             except OSError:
                 pass
+        if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
+            isolation.remove_run_dir(self._runs_base)
         return 0
 
 
@@ -384,8 +405,13 @@ def _drain(fd):
 def main():
     workdir = sys.argv[1]
     runs_per_worker = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    run_as = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     os.makedirs(workdir, exist_ok=True)
-    sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker).serve())
+    for name in os.listdir(workdir):  # run folders a killed launcher left
+        if name.startswith("run-"):
+            isolation.remove_run_dir(os.path.join(workdir, name))
+    sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker,
+                    run_as).serve())
 
 
 if __name__ == "__main__":
