@@ -119,8 +119,14 @@ def _start_agent(config, server, args, stop):
     from octopus import logs
     from octopus.agent.core import Agent
 
+    _check_run_as(config)
     settings.ensure_data_dir(config)
     logs.setup(config, ("octopus.agent",), config.LOG_FILE)
+    if os.geteuid() == 0 and not config.RUN_AS:
+        logging.getLogger("octopus.agent").warning(
+            "Tasks run as root%s: set RUN_AS to run them as another user",
+            " and can read the server's files (DATA_DIR, admin.token, the database)"
+            if server is not None else "")
     if server is not None:
         token = server.agent_token
         if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):
@@ -134,6 +140,17 @@ def _start_agent(config, server, args, stop):
     agent = Agent(config, token, on_exit=stop.set if server is None else None)
     agent.start()
     return agent
+
+
+def _check_run_as(config):
+    """Only root can switch users: anyone else may only name themselves."""
+    from octopus.agent.isolation import resolve_run_as
+
+    run_as = resolve_run_as(config.RUN_AS)
+    if run_as is not None and os.geteuid() != 0 and (
+            run_as["uid"] != os.geteuid() or run_as["gid"] != os.getegid()):
+        raise ConfigError("RUN_AS=%s: the agent is not running as root, so it cannot run "
+                          "tasks as another user" % config.RUN_AS)
 
 
 def _read_token(path):

@@ -60,7 +60,7 @@ def run_one(msg, codes, workdir, null, home):
             os.environ.update(isolation.run_env(home[1], msg))
         module = types.ModuleType(os.path.basename(msg["path"])[:-3])
         module.__file__ = msg["path"]
-        exec(load_code(codes, msg["path"]), module.__dict__)
+        exec(_code(codes, msg), module.__dict__)
         value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
         outcome = {"status": "success", "result": _checked(value)}
     except BaseException as e:  # the action's failure is the run's result
@@ -104,6 +104,18 @@ def load_code(codes, path):
             del codes[old]
         codes[key] = code
     return code
+
+
+def _code(codes, msg):
+    """The run's compiled plugin: from the source the launcher sent (a worker
+    running as RUN_AS cannot read the plugin cache), else from its file."""
+    source = msg.get("source")
+    if source is None:
+        return load_code(codes, msg["path"])
+    key = ("source", msg["path"], hash(source))
+    if key not in codes:
+        codes[key] = compile(source, msg["path"], "exec", dont_inherit=True)
+    return codes[key]
 
 
 def error(exc):

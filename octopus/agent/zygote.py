@@ -187,6 +187,9 @@ class Zygote:
         try:
             worker_code.load_code(self._codes, msg["path"])  # workers forked later inherit it
             msg["dir"] = isolation.make_run_dir(self._runs_base, msg["id"], self._run_as)
+            if self._run_as is not None:  # the plugin cache is closed to RUN_AS's user
+                with open(msg["path"], encoding="utf-8", errors="surrogateescape") as f:
+                    msg["source"] = f.read()
             worker = self._hand(msg)
         except Exception as e:  # unreadable plugin, or no process to be had: this run fails
             if msg.get("dir"):
