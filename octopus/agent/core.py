@@ -37,7 +37,7 @@ class Agent:
         self._identity = Identity(home, self.name, token, self._revoked)
         self._on_exit = on_exit  # called when the agent stops itself (its credential refused)
         self.exit_code = 0
-        self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
+        self._plugins = PluginCache(os.path.join(home, "plugins"), self._client)
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
                               runs_per_worker=config.RUNS_PER_WORKER,
