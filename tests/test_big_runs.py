@@ -7,7 +7,10 @@ with it)."""
 import signal
 import time
 
-from octopus.harness import wait_for
+import pytest
+
+
+pytestmark = pytest.mark.processes  # real server, agent and launcher processes
 
 CONCURRENCY = {"OCTOPUS_CONCURRENCY": "4"}
 

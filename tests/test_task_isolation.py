@@ -12,6 +12,8 @@ import pytest
 
 from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, Cluster, Process
 
+pytestmark = pytest.mark.processes  # real server, agent and launcher processes
+
 REPO = Path(__file__).resolve().parent.parent
 PYZ = REPO / "octopus.pyz"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
