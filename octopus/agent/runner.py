@@ -1,14 +1,16 @@
 """The agent's side of the run launcher (see zygote.py).
 
-Three threads touch a launcher: callers of submit/kill queue lines for it, one
-writer thread writes them to its stdin, one reader thread reads its stdout.  No
-lock is held across a pipe read or write, so a launcher slow to read a large
-run never stops its results being read (which would stop it reading).
+Callers of submit/kill write lines to the launcher's stdin without waiting
+(what the pipe cannot take yet is left to a writer thread); one reader thread
+reads its stdout.  No lock is held across a blocking read or write, so a
+launcher slow to read a large run never stops its results being read (which
+would stop it reading).
 """
+import collections
 import json
 import logging
 import os
-import queue
+import select
 import signal
 import subprocess
 import sys
@@ -32,7 +34,7 @@ _LAUNCHER = ("import os, sys\n"
              "os.environ.pop('PYTHONPATH', None)\n"
              "from octopus.agent.zygote import main; main()")
 STOP_WAIT = 5.0    # seconds the launcher gets to stop its runs before it is killed
-CHUNK = 1 << 16    # bytes per write: a stopping writer notices within one chunk
+CHUNK = 1 << 16    # bytes per write
 
 
 class Runner:
@@ -92,7 +94,7 @@ class Runner:
                 # run is failed with the others it held.
                 if new_run is not None:
                     self._active[new_run] = None
-                link.send(line)  # only queues it
+                link.send(line)  # never waits: what the pipe cannot take is buffered
         if not taken and new_run is not None:  # never reached a launcher: fail it here
             self._on_done(_failure(new_run, "LauncherDied",
                                    "the agent's run launcher was not running"))
@@ -166,7 +168,12 @@ class Runner:
 
 
 class _Launcher:
-    """One launcher process and the two threads on its pipes."""
+    """One launcher process, its reader thread, and a non-blocking send buffer.
+
+    A line is written at once by the caller when the pipe has room (the usual
+    case: no thread hop on the way to a run); what does not fit waits in the
+    buffer for the writer thread, which waits for room without any lock.
+    """
 
     def __init__(self, argv, env, cwd, read):
         stdin_r, self._stdin = os.pipe()
@@ -178,9 +185,12 @@ class _Launcher:
             raise
         finally:
             os.close(stdin_r)
+        os.set_blocking(self._stdin, False)  # so no write below can wait
         self.dead = False       # set (under the runner's lock) once its reader saw it end
+        self._lock = threading.Lock()  # guards the three below and the fd; only
+        self._backlog = collections.deque()  # non-blocking writes happen under it
         self._stopping = False
-        self._queue = queue.SimpleQueue()  # lines for it; None: close its stdin
+        self._wake = threading.Event()  # the backlog has data, or we stop
         self._writer = threading.Thread(target=self._write, name="runner-writer", daemon=True)
         self.reader = threading.Thread(target=read, args=(self,), name="runner-reader",
                                        daemon=True)
@@ -188,26 +198,50 @@ class _Launcher:
         self.reader.start()
 
     def send(self, line):
-        self._queue.put(line)
+        with self._lock:
+            if self._stopping:
+                return
+            self._backlog.append(memoryview(line))
+            if not self._flush():
+                self._wake.set()
 
     def stop(self):
         """Drop what is not written yet and close its stdin: it stops its runs and exits."""
-        self._stopping = True
-        self._queue.put(None)
+        with self._lock:
+            self._stopping = True
+            self._backlog.clear()
+            self._wake.set()
+
+    def _flush(self):
+        """Write what the pipe takes now (never waits); True once the backlog is empty."""
+        while self._backlog:
+            try:
+                written = os.write(self._stdin, self._backlog[0][:CHUNK])
+            except BlockingIOError:
+                return False
+            except OSError:  # it is gone; the reader sees it end and says why
+                self._backlog.clear()
+                return True
+            rest = self._backlog[0][written:]
+            if rest:
+                self._backlog[0] = rest
+            else:
+                self._backlog.popleft()
+        return True
 
     def _write(self):
-        try:
-            while True:
-                line = self._queue.get()
-                if line is None or self._stopping:
-                    return
-                view = memoryview(line)
-                while view and not self._stopping:
-                    view = view[os.write(self._stdin, view[:CHUNK]):]
-        except OSError:  # it is gone; the reader sees it end and says why
-            pass
-        finally:
-            os.close(self._stdin)  # only this thread ever writes or closes it
+        while True:
+            self._wake.wait()
+            with self._lock:
+                if self._stopping:
+                    break
+                if self._flush():
+                    self._wake.clear()
+                    continue
+            # The pipe is full: wait for room with no lock held (or look again).
+            select.select([], [self._stdin], [], 0.5)
+        with self._lock:  # only this thread closes it, after the last write
+            os.close(self._stdin)
 
 
 def _failure(run_id, kind, message):
