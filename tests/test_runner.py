@@ -195,7 +195,7 @@ def test_a_reused_worker_gives_each_run_a_clean_start(runner):
     seen = run(runner, 41, "probe")["result"]
     assert seen["pid"] == pid  # the same warm worker ran both
     assert seen["leak"] is None and seen["counter"] == 0
-    assert os.path.basename(seen["cwd"]).startswith("run-41-")
+    assert os.path.basename(seen["cwd"]).startswith("run-%d-" % pid)  # its own, fresh
 
 
 def test_a_run_gets_a_clean_environment_and_a_private_folder_removed_after(tmp_path,

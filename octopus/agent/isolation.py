@@ -62,21 +62,40 @@ def switch_user(run_as):
 
 
 def runs_base(workdir, run_as):
-    """Where run folders are made.  The agent's own folder, or with RUN_AS a
-    new folder in the system's temporary folder: DATA_DIR is closed to that
-    user, and each run folder is its own (0700) inside this one (0711)."""
+    """Where workers make run folders.  The agent's own folder, or with RUN_AS
+    a new folder (0700, that user's) in the system's temporary folder:
+    DATA_DIR is closed to that user."""
     if run_as is None:
         return workdir
     base = tempfile.mkdtemp(prefix="octopus-runs-")
-    os.chmod(base, 0o711)
+    os.chown(base, run_as["uid"], run_as["gid"])
     return base
 
 
-def make_run_dir(base, run_id, run_as):
-    path = tempfile.mkdtemp(prefix="run-%d-" % run_id, dir=base)  # 0700
-    if run_as is not None:
-        os.chown(path, run_as["uid"], run_as["gid"])
+def run_dir_name(pid, number):
+    return "run-%d-%d" % (pid, number)
+
+
+def make_run_dir(base, number):
+    """A worker's folder for its next run (0700), made before that run comes."""
+    path = os.path.join(base, run_dir_name(os.getpid(), number))
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:  # a former process's, with our pid
+        remove_run_dir(path)
+        os.mkdir(path, 0o700)
     return path
+
+
+def remove_worker_dirs(base, pid):
+    """What a worker that exited left (killed mid-run, or its next folder)."""
+    prefix = "run-%d-" % pid
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        remove_run_dir(os.path.join(base, name))
 
 
 def remove_run_dir(path):

@@ -4,8 +4,9 @@ It leads its own process group, so stopping a run (cancel, timeout) kills the
 worker and everything the run started; the launcher then forks another.  A
 worker is replaced after ``max_runs`` runs, so a plugin that leaks memory or
 threads cannot grow a process for ever.  Each run gets a fresh module object,
-its own captured output, a fresh private working directory (made by the
-launcher, emptied here after the run) and a clean environment (isolation.py).
+its own captured output, a fresh private working directory (made before the
+run comes, removed after its result is sent: neither is on the run's way) and
+a clean environment (isolation.py).
 """
 import json
 import os
@@ -20,7 +21,8 @@ from octopus.constants import MAX_RESULT
 
 
 def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
-    """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns."""
+    """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns.
+    ``workdir`` is where run folders are made (isolation.runs_base)."""
     status = 1
     try:
         _close_other_fds(cmd_fd, result_fd)
@@ -36,11 +38,15 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
             isolation.switch_user(run_as)
         home = ("/", isolation.clean_env(os.environ, run_as and run_as["home"]))
         lines = _lines(cmd_fd)
-        for _ in range(max_runs):
+        for number in range(max_runs):
+            run_dir = isolation.make_run_dir(workdir, number)
             line = next(lines, None)
             if line is None:  # the launcher closed our pipe: stop
+                isolation.remove_run_dir(run_dir)
                 break
-            write_all(result_fd, run_one(json.loads(line), codes, workdir, null, home))
+            msg = dict(json.loads(line), dir=run_dir)
+            write_all(result_fd, run_one(msg, codes, workdir, null, home))
+            isolation.remove_run_dir(run_dir)
         status = 0
     finally:
         os._exit(status)
@@ -72,8 +78,6 @@ def run_one(msg, codes, workdir, null, home):
         _restore(home)
     outcome["duration"] = round(time.monotonic() - started, 6)
     outcome["output"] = read_output(out_fd, msg.get("output_limit", 1 << 20))
-    if run_dir:  # what the run left; the launcher removes the folder itself
-        isolation.remove_run_dir(run_dir)
     # Text that is not valid Unicode (a lone surrogate, say from a file name
     # that is not UTF-8) cannot be stored: replace it rather than lose the run.
     return json.dumps(outcome, ensure_ascii=False).encode("utf-8", "replace") + b"\n"

@@ -30,7 +30,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 class Worker:
     __slots__ = ("pid", "cmd_fd", "cmd", "result_fd", "buffer", "run_id", "started",
-                 "stopping", "runs_left", "run_dir")
+                 "stopping", "runs_left")
 
     def __init__(self, pid, cmd_fd, result_fd, runs_left):
         self.pid = pid
@@ -42,7 +42,6 @@ class Worker:
         self.started = None
         self.stopping = False   # sent SIGTERM: its result no longer counts as a clean end
         self.runs_left = runs_left
-        self.run_dir = None     # the run's private folder, removed when it ends
 
 
 class Zygote:
@@ -165,8 +164,8 @@ class Zygote:
         if pid == 0:  # the worker never returns from here
             for fd in [cmd_w, result_r] + [w.cmd_fd for w in self._workers.values()]:
                 os.close(fd)
-            worker_code.serve(cmd_r, result_w, self._workdir, self._runs_per_worker, self._codes,
-                              self._run_as)
+            worker_code.serve(cmd_r, result_w, self._runs_base, self._runs_per_worker,
+                              self._codes, self._run_as)
         os.close(cmd_r)
         os.close(result_w)
         os.set_blocking(result_r, False)
@@ -186,17 +185,13 @@ class Zygote:
         self._reap()  # an idle worker may have died since we last looked
         try:
             worker_code.load_code(self._codes, msg["path"])  # workers forked later inherit it
-            msg["dir"] = isolation.make_run_dir(self._runs_base, msg["id"], self._run_as)
             if self._run_as is not None:  # the plugin cache is closed to RUN_AS's user
                 with open(msg["path"], encoding="utf-8", errors="surrogateescape") as f:
                     msg["source"] = f.read()
             worker = self._hand(msg)
         except Exception as e:  # unreadable plugin, or no process to be had: this run fails
-            if msg.get("dir"):
-                isolation.remove_run_dir(msg["dir"])
             self._send(_done(msg["id"], "failed", worker_code.error(e), "", 0.0))
             return
-        worker.run_dir = msg["dir"]
         worker.run_id, worker.started = msg["id"], time.monotonic()
         worker.runs_left -= 1
         self._send({"op": "started", "id": msg["id"], "pid": worker.pid})
@@ -242,7 +237,7 @@ class Zygote:
                 worker.runs_left = 0
                 _signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
-            self._run_ended(worker)
+            worker.run_id = None
             if worker.runs_left > 0 and not worker.stopping:
                 self._idle.append(worker)
         return True
@@ -273,13 +268,7 @@ class Zygote:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
                                  _exit_error(status, worker.stopping), "", duration))
-                self._run_ended(worker)
-
-    def _run_ended(self, worker):
-        worker.run_id = None
-        if worker.run_dir:  # the worker emptied it (as the run's user); we remove it
-            isolation.remove_run_dir(worker.run_dir)
-            worker.run_dir = None
+            isolation.remove_worker_dirs(self._runs_base, pid)
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -301,7 +290,6 @@ class Zygote:
     def _shutdown(self):
         """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
         going = [(w.run_id, w.started) for w in self._workers.values() if w.run_id is not None]
-        run_dirs = [w.run_dir for w in self._workers.values() if w.run_dir]
         sessions = list(self._workers) + list(self._killing)
         for sid in sessions:
             _signal_session(sid, signal.SIGTERM)
@@ -317,8 +305,8 @@ class Zygote:
                 time.sleep(0.02)
         for sid in sessions:
             _signal_session(sid, signal.SIGKILL)
-        for path in run_dirs:
-            isolation.remove_run_dir(path)
+        for pid in sessions:
+            isolation.remove_worker_dirs(self._runs_base, pid)
         if not self._closing:
             self._closing = True
             for run_id, started in going:
