@@ -134,3 +134,26 @@ def test_an_octopus_folder_where_the_agent_starts_is_not_imported_by_runs(tmp_pa
                                                 "args": [1]})
         assert task["status"] == "success", task
         assert not marker.exists()
+
+
+@as_root
+@pytest.mark.skipif(not (PYZ.is_file() and os.path.exists("/usr/bin/python3")),
+                    reason="needs octopus.pyz and a /usr/bin/python3 other users can run")
+def test_run_as_on_an_agent_that_is_not_root_stops_start_up_with_one_line(tmp_path):
+    # It could not switch users: running tasks as itself instead would give
+    # them more than the operator asked for.
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="octopus-nobody-"))
+    try:
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHIV_ROOT": str(home / "shiv"),
+               "OCTOPUS_RUN_AS": "root", "OCTOPUS_AGENT_TOKEN": AGENT_TOKEN}
+        result = subprocess.run(
+            ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+             "--clear-groups", "/usr/bin/python3", str(PYZ), "--agent", "--data-dir",
+             str(home / "data")], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "RUN_AS" in lines[0] and "not running as root" in lines[0]
