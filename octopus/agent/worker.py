@@ -39,13 +39,21 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
         home = ("/", isolation.clean_env(os.environ, run_as and run_as["home"]))
         lines = _lines(cmd_fd)
         for number in range(max_runs):
-            run_dir = isolation.make_run_dir(workdir, number)
+            try:
+                run_dir, problem = isolation.make_run_dir(workdir, number), None
+            except OSError as e:  # a full disk, say: the run fails, the worker goes on
+                run_dir, problem = None, e
             line = next(lines, None)
             if line is None:  # the launcher closed our pipe: stop
-                isolation.remove_run_dir(run_dir)
                 break
+            if problem is not None:
+                write_all(result_fd, json.dumps({"status": "failed", "result": error(problem),
+                                                 "output": "", "duration": 0.0}).encode() + b"\n")
+                continue
             msg = dict(json.loads(line), dir=run_dir)
             write_all(result_fd, run_one(msg, codes, workdir, null, home))
+            isolation.remove_run_dir(run_dir)
+        if run_dir is not None:
             isolation.remove_run_dir(run_dir)
         status = 0
     finally:
