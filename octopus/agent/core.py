@@ -14,7 +14,7 @@ from octopus import __version__
 from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
-from octopus.agent.isolation import resolve_run_as
+from octopus.agent.isolation import switch_to
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
@@ -41,7 +41,7 @@ class Agent:
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
                               runs_per_worker=config.RUNS_PER_WORKER,
-                              run_as=_run_as(config))
+                              run_as=switch_to(getattr(config, "RUN_AS", "")))
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -399,14 +399,6 @@ class Agent:
         except Exception as e:
             _log_failure("Saying goodbye", e)
         log.info("Agent %s stopped", self.name)
-
-
-def _run_as(config):
-    """The user runs switch to: RUN_AS, when the agent is root and it names another user."""
-    run_as = resolve_run_as(getattr(config, "RUN_AS", ""))
-    if run_as is None or (run_as["uid"] == os.geteuid() and run_as["gid"] == os.getegid()):
-        return None  # checked at start-up: a non-root agent only names itself
-    return run_as
 
 
 def _failed(run_id, kind, message):

@@ -54,6 +54,15 @@ def resolve_run_as(text):
             "groups": sorted(set(os.getgrouplist(user, gid)))}
 
 
+def switch_to(text):
+    """The user workers switch to: RUN_AS, unless it names the agent's own user
+    and group (start-up refuses any other while the agent is not root)."""
+    run_as = resolve_run_as(text)
+    if run_as is None or (run_as["uid"] == os.geteuid() and run_as["gid"] == os.getegid()):
+        return None
+    return run_as
+
+
 def switch_user(run_as):
     """In a forked worker, before any run: become RUN_AS for good."""
     os.setgroups(run_as["groups"])
