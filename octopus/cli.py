@@ -12,6 +12,7 @@ from octopus import __version__, config as settings
 from octopus.config import ConfigError
 
 log = logging.getLogger("octopus")
+AGENT_STOP_LIMIT = 8.0  # seconds a stopping agent may take before the process goes anyway
 
 FLAG_SETTINGS = {"host": "SERVER_HOST", "port": "SERVER_PORT", "data_dir": "DATA_DIR",
                  "server_url": "SERVER_URL", "name": "CLIENT_ID"}
@@ -84,7 +85,7 @@ def _run(args):
         try:
             stop.wait()
         finally:
-            agent.stop()
+            _stop_agent(agent)
         return agent.exit_code  # 3: the server refused this agent's credential
     server.serve()
     return 0
@@ -118,10 +119,16 @@ def _start_agent(config, server, args, stop):
     from octopus import logs
     from octopus.agent.core import Agent
 
+    _check_run_as(config)
     notes = settings.ensure_data_dir(config)
     logs.setup(config, ("octopus.agent",), config.LOG_FILE)
     for line in notes:
         logging.getLogger("octopus.agent").warning(line)
+    if os.geteuid() == 0 and not config.RUN_AS:
+        logging.getLogger("octopus.agent").warning(
+            "Tasks run as root%s: set RUN_AS to run them as another user",
+            " and can read the server's files (DATA_DIR, admin.token, the database)"
+            if server is not None else "")
     if server is not None:
         token = server.agent_token
         if args.server_url is None and not os.environ.get(settings.ENV_PREFIX + "SERVER_URL"):
@@ -137,12 +144,32 @@ def _start_agent(config, server, args, stop):
     return agent
 
 
+def _check_run_as(config):
+    """Only root can switch users: anyone else may only name themselves."""
+    from octopus.agent.isolation import resolve_run_as
+
+    run_as = resolve_run_as(config.RUN_AS)
+    if run_as is not None and os.geteuid() != 0 and (
+            run_as["uid"] != os.geteuid() or run_as["gid"] != os.getegid()):
+        raise ConfigError("RUN_AS=%s: the agent is not running as root, so it cannot run "
+                          "tasks as another user" % config.RUN_AS)
+
+
 def _read_token(path):
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def _stop_agent(agent):
+    """agent.stop(), waited for at most AGENT_STOP_LIMIT: SIGTERM always stops us."""
+    stopper = threading.Thread(target=agent.stop, name="agent-stop", daemon=True)
+    stopper.start()
+    stopper.join(AGENT_STOP_LIMIT)
+    if stopper.is_alive():
+        log.error("The agent did not stop within %gs: exiting anyway", AGENT_STOP_LIMIT)
 
 
 def _on_signals(server, agent, stop):
@@ -162,7 +189,7 @@ def _on_signals(server, agent, stop):
         threading.Thread(target=stop_agent_then_server, daemon=True).start()
 
     def stop_agent_then_server():
-        agent.stop()
+        _stop_agent(agent)
         _thread.interrupt_main()  # runs the handler again in the main thread
 
     for sig in (signal.SIGTERM, signal.SIGINT):

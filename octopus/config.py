@@ -111,6 +111,17 @@ def _cron(text):
 _cron.accepts = "a 5-field cron expression (UTC), or empty for never"
 
 
+def _run_as(text):
+    from octopus.agent.isolation import resolve_run_as
+
+    value = str(text).strip()
+    resolve_run_as(value)  # ValueError: a user or group this host does not know
+    return value
+
+
+_run_as.accepts = "a user or user:group known on this host, or empty"
+
+
 class Setting(NamedTuple):
     # A NamedTuple, not a dataclass: dataclasses pulls in inspect, ~1.5 MB
     # in every agent for four fields.
@@ -180,6 +191,8 @@ AGENT_SETTINGS = COMMON_SETTINGS + [
             "Port of the agent's local API on 127.0.0.1 (its runs: list, cancel, run an action now); 0: off."),
     Setting("LOCAL_API_TOKEN", "", _text,
             "Bearer token of the local API; empty means generated into DATA_DIR/local-api.token."),
+    Setting("RUN_AS", "", _run_as,
+            "User (or user:group) runs switch to when the agent runs as root; empty: the agent's user."),
 ]
 
 

@@ -2,6 +2,7 @@
 import os
 import queue
 import signal
+import threading
 import time
 
 import pytest
@@ -69,7 +70,8 @@ def mutate():
 
 def probe():
     return {"cwd": os.getcwd(), "leak": os.environ.get("OCTOPUS_TEST_LEAK"),
-            "counter": len(COUNTER), "pid": os.getpid()}
+            "counter": len(COUNTER), "pid": os.getpid(), "env": dict(os.environ),
+            "mode": os.stat(".").st_mode & 0o777, "sys_path": sys.path}
 
 
 def rendezvous(folder, n):
@@ -194,7 +196,32 @@ def test_a_reused_worker_gives_each_run_a_clean_start(runner):
     pid = run(runner, 40, "mutate")["result"]
     seen = run(runner, 41, "probe")["result"]
     assert seen["pid"] == pid  # the same warm worker ran both
-    assert seen["cwd"] == os.getcwd() and seen["leak"] is None and seen["counter"] == 0
+    assert seen["leak"] is None and seen["counter"] == 0
+    assert os.path.basename(seen["cwd"]).startswith("run-%d-" % pid)  # its own, fresh
+
+
+def test_a_run_gets_a_clean_environment_and_a_private_folder_removed_after(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("OCTOPUS_AGENT_TOKEN", "agent-secret")
+    monkeypatch.setenv("SOME_TOKEN", "other-secret")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.chdir(tmp_path)
+    r = make_runner(tmp_path)
+    try:
+        r.submit(80, r.plugin, "probe", [], {}, task_id="t-80")
+        first = r.done.get(timeout=20)["result"]
+        second = run(r, 81, "probe")["result"]
+    finally:
+        r.close()
+    env = first["env"]
+    assert not [k for k in env if k.startswith("OCTOPUS_")]
+    assert "agent-secret" not in str(env) and "other-secret" not in str(env)
+    assert set(env) <= {"PATH", "HOME", "LANG", "TZ", "LC_TIME", "RUN_ID", "TASK_ID", "TMPDIR"}
+    assert env["RUN_ID"] == "80" and env["TASK_ID"] == "t-80" and env["LC_TIME"] == "C"
+    assert env["TMPDIR"] == first["cwd"] and first["mode"] == 0o700
+    assert second["cwd"] != first["cwd"] and "TASK_ID" not in second["env"]
+    assert not os.path.exists(first["cwd"]) and not os.path.exists(second["cwd"])
+    assert str(tmp_path) not in first["sys_path"] and "" not in first["sys_path"]
 
 
 def test_one_run_per_worker_gives_every_run_a_fresh_process(tmp_path):
@@ -253,3 +280,44 @@ def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypat
         r.close()
     assert sorted(m["id"] for m in results) == list(range(100))
     assert all(m["status"] == "success" and len(m["output"]) == 100000 for m in results)
+
+
+def _within(seconds, fn, *args):
+    """``fn(*args)``, failing the test if it has not returned after ``seconds``
+    (on a thread: a deadlocked call must not hang the suite)."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "%s still blocked after %gs" % (fn.__name__, seconds)
+    return out[0]
+
+
+def _keep_busy(runner, total, concurrency, args, timeout=60):
+    """Submit ``total`` echo runs, ``concurrency`` at a time, as the agent does."""
+    results, sent = [], 0
+    deadline = time.monotonic() + timeout
+    while sent < min(concurrency, total):
+        runner.submit(sent, runner.plugin, "echo", args, {})
+        sent += 1
+    while len(results) < total:
+        msg = runner.done.get(timeout=max(0.1, deadline - time.monotonic()))
+        results.append(msg)
+        if sent < total:
+            runner.submit(sent, runner.plugin, "echo", args, {})
+            sent += 1
+    return results
+
+
+def test_big_arguments_never_deadlock_the_launcher(tmp_path):
+    # Each run's arguments come back as its result: both pipes carry ~100 KB
+    # per run, in both directions at once.  A sender holding a lock across the
+    # write to the launcher deadlocked here after ~25 runs.
+    r = make_runner(tmp_path)
+    try:
+        results = _within(60, _keep_busy, r, 300, 4, ["q" * 100000])
+    finally:
+        _within(15, r.close)
+    assert sorted(m["id"] for m in results) == list(range(300))
+    assert all(m["status"] == "success" and m["result"]["args"] == ["q" * 100000]
+               for m in results)

@@ -14,6 +14,7 @@ from octopus import __version__
 from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
+from octopus.agent.isolation import switch_to
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
@@ -36,10 +37,11 @@ class Agent:
         self._identity = Identity(home, self.name, token, self._revoked)
         self._on_exit = on_exit  # called when the agent stops itself (its credential refused)
         self.exit_code = 0
-        self._plugins = PluginCache(os.path.join(home, "plugins"), self._client())
+        self._plugins = PluginCache(os.path.join(home, "plugins"), self._client)
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
-                              runs_per_worker=config.RUNS_PER_WORKER)
+                              runs_per_worker=config.RUNS_PER_WORKER,
+                              run_as=switch_to(getattr(config, "RUN_AS", "")))
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -209,6 +211,7 @@ class Agent:
                     self._deadlines[run["id"]] = (time.monotonic() + run["timeout"],
                                                   run["timeout"])
             self._runner.submit(run["id"], path, run["action"], run["args"], run["kwargs"],
+                                task_id=run.get("task_id"),
                                 keep_processes=bool(run.get("keep_processes")))
         except Exception as e:  # the plugin could not be had (or stored): this run fails
             if not isinstance(e, (PluginError, ServerError, Unreachable)):
@@ -372,7 +375,9 @@ class Agent:
             self._threads.append(thread)
 
     def stop(self, timeout=5.0):
-        """Stop asking for work, stop running runs, send what can be sent."""
+        """Stop asking for work, stop running runs, send what can be sent.
+        Bounded: runs get STOP_WAIT, reports ``timeout``, the goodbye 2 s;
+        results not sent by then stay in the outbox for the next start."""
         self._stop.set()
         if self._local_api is not None:
             self._local_api.close()
@@ -380,12 +385,17 @@ class Agent:
         client = self._client(timeout=timeout)
         if self._identity.revoked:  # the server would refuse anything more
             return log.info("Agent %s stopped", self.name)
-        try:
-            with self._reporting:
-                while self.report(client):
+        deadline = time.monotonic() + timeout
+        # A report in flight (its own timeout is longer) is waited for only so long.
+        if self._reporting.acquire(timeout=timeout):
+            try:
+                while time.monotonic() < deadline and self.report(client):
                     pass
-        except Exception as e:
-            _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+            except Exception as e:
+                _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+            finally:
+                self._reporting.release()
+        client = self._client(timeout=2.0)
         try:  # so the server stops handing this process work at once
             client.request("POST", "/heartbeat", {"client": self.name, "instance": self._instance,
                                                   "stopping": True})

@@ -19,9 +19,11 @@ class PluginError(Exception):
 
 class PluginCache:
     def __init__(self, folder, client):
+        """``client``: a function making a ServerClient (one per sync or download,
+        so threads never share a connection), or one client for one thread."""
         self.folder = folder
-        self._client = client
-        self._lock = threading.RLock()  # also guards the client, shared by threads
+        self._new_client = client if callable(client) else (lambda: client)
+        self._lock = threading.Lock()  # guards _known only: never held across a request
         self._known = {}  # name -> sha256 of the file on disk
         os.makedirs(folder, exist_ok=True)
         self._scan()
@@ -38,26 +40,36 @@ class PluginCache:
 
     def sync(self):
         """Fetch every plugin the server lists that is missing or changed here."""
-        with self._lock:
-            listing = self._client.request("GET", "/plugins")
+        client = self._new_client()
+        try:
+            listing = client.request("GET", "/plugins")
             for plugin in listing["plugins"]:
                 try:
-                    self.ensure(plugin["name"], plugin["sha256"])
+                    self.ensure(plugin["name"], plugin["sha256"], client)
                 except PluginError as e:
                     log.error("%s", e)
             return listing.get("digest")
+        finally:
+            client.close()
 
-    def ensure(self, name, sha256):
+    def ensure(self, name, sha256, client=None):
         """Path of plugin ``name`` with checksum ``sha256``, downloading it if needed."""
         if not valid_name(name):
             raise PluginError("Plugin name %r refused: not an identifier" % (name,))
         with self._lock:
-            if sha256 is None or self._known.get(name) != sha256:
-                self._download(name, sha256)
-            return self.path(name)
+            current = sha256 is not None and self._known.get(name) == sha256
+        if not current and client is not None:
+            self._download(name, sha256, client)
+        elif not current:
+            client = self._new_client()
+            try:
+                self._download(name, sha256, client)
+            finally:
+                client.close()
+        return self.path(name)
 
-    def _download(self, name, expected):
-        source, headers = self._client.request("GET", "/plugins/" + name, raw=True)
+    def _download(self, name, expected, client):
+        source, headers = client.request("GET", "/plugins/" + name, raw=True)
         actual = hashlib.sha256(source).hexdigest()
         served = headers.get("X-Plugin-SHA256") or expected
         if served is not None and actual != served:
@@ -69,9 +81,11 @@ class PluginCache:
             log.warning("Plugin %s changed on the server since the run was handed out "
                         "(sha256 %s, now %s): running the current one",
                         name, expected[:12], actual[:12])
-        tmp = self.path(name) + ".tmp"
+        # Two threads may fetch the same plugin at once: each writes its own file.
+        tmp = "%s.%d.tmp" % (self.path(name), threading.get_ident())
         with open(tmp, "wb") as f:
             f.write(source)
         os.replace(tmp, self.path(name))
-        self._known[name] = actual
+        with self._lock:
+            self._known[name] = actual
         log.info("Plugin %s loaded (sha256 %s)", name, actual[:12])

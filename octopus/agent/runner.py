@@ -1,13 +1,23 @@
-"""The agent's side of the run launcher (see zygote.py)."""
+"""The agent's side of the run launcher (see zygote.py).
+
+Callers of submit/kill write lines to the launcher's stdin without waiting
+(what the pipe cannot take yet is left to a writer thread); one reader thread
+reads its stdout.  No lock is held across a blocking read or write, so a
+launcher slow to read a large run never stops its results being read (which
+would stop it reading).
+"""
+import collections
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from octopus.agent.isolation import clean_env
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
@@ -15,43 +25,61 @@ log = logging.getLogger("octopus.agent")
 # The folder that holds the octopus package: a checkout, site-packages, or the
 # zipapp's extracted copy.  The launcher needs only it and the stdlib.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
-_ORIGINAL_PYTHONPATH = "OCTOPUS_ORIGINAL_PYTHONPATH"
+# Started in its work folder with -c: its sys.path would begin with '' (that
+# folder), so the code takes it out and puts the package's root first.  The
+# agent's own PYTHONPATH stays on sys.path (plugins may import from it) but
+# leaves the environment runs see.
+_LAUNCHER = ("import os, sys\n"
+             "sys.path[:] = [%r] + [p for p in sys.path if p not in ('', '.')]\n"
+             "os.environ.pop('PYTHONPATH', None)\n"
+             "from octopus.agent.zygote import main; main()")
+STOP_WAIT = 5.0    # seconds the launcher gets to stop its runs before it is killed
+CHUNK = 1 << 16    # bytes per write
 
 
 class Runner:
     """Starts runs in the launcher process and calls ``on_done(msg)`` as they finish."""
 
-    def __init__(self, workdir, on_done, output_limit=1 << 20, runs_per_worker=100):
+    def __init__(self, workdir, on_done, output_limit=1 << 20, runs_per_worker=100,
+                 run_as=None):
         self._workdir = workdir
+        self._run_as = run_as  # isolation.resolve_run_as(RUN_AS), or None
         self._runs_per_worker = runs_per_worker
         self._on_done = on_done
         self._output_limit = output_limit
-        self._lock = threading.Lock()
-        self._proc = None
-        self._reader = None
+        self._lock = threading.Lock()  # guards the three below; never held across I/O
+        self._link = None
         self._active = {}  # run id -> process group of the run, once started
         self._closing = False
 
-    def start(self):
-        env = dict(os.environ)
-        env[_ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = _PACKAGE_ROOT
-        code = ("import os; p = os.environ.pop(%r);\n"
-                "os.environ.pop('PYTHONPATH');\n"
-                "p and os.environ.__setitem__('PYTHONPATH', p)\n"
-                "from octopus.agent.zygote import main; main()" % _ORIGINAL_PYTHONPATH)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, self._workdir, str(self._runs_per_worker)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
-        self._reader = threading.Thread(target=self._read, args=(self._proc,),
-                                        name="runner-reader", daemon=True)
-        self._reader.start()
-        log.info("Run launcher started (pid %d)", self._proc.pid)
+    @property
+    def _proc(self):
+        link = self._link
+        return link.proc if link is not None else None
 
-    def submit(self, run_id, path, action, args, kwargs, keep_processes=False):
+    def start(self):
+        # Runs are forked from the launcher: what it is started with is all
+        # they inherit (no OCTOPUS_* setting, no token, not the agent's folder).
+        env = clean_env(os.environ)
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        os.makedirs(self._workdir, exist_ok=True)
+        link = _Launcher([sys.executable, "-c", _LAUNCHER % _PACKAGE_ROOT, self._workdir,
+                          str(self._runs_per_worker), json.dumps(self._run_as)],
+                         env, self._workdir, self._read)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._link = link
+        if closing:  # close() came first: this one is not wanted
+            link.stop()
+            return
+        log.info("Run launcher started (pid %d)", link.proc.pid)
+
+    def submit(self, run_id, path, action, args, kwargs, task_id=None, keep_processes=False):
         """Start a run; unless ``keep_processes``, what it leaves running is stopped."""
-        msg = {"op": "run", "id": run_id, "path": path, "action": action, "args": args,
-               "kwargs": kwargs, "output_limit": self._output_limit}
+        msg = {"op": "run", "id": run_id, "task_id": task_id, "path": path, "action": action,
+               "args": args, "kwargs": kwargs, "output_limit": self._output_limit}
         if keep_processes:
             msg["keep_processes"] = True
         self._send(msg, run_id)
@@ -62,19 +90,20 @@ class Runner:
     def _send(self, msg, new_run=None):
         line = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
         with self._lock:
-            try:
-                self._proc.stdin.write(line)
-                self._proc.stdin.flush()
+            link = self._link
+            taken = link is not None and not link.dead and not self._closing
+            if taken:
+                # Listed before it is written: if the launcher dies first, the
+                # run is failed with the others it held.
                 if new_run is not None:
                     self._active[new_run] = None
-                return
-            except (BrokenPipeError, ValueError, OSError):
-                log.error("Run launcher is gone; its reader restarts it")
-        if new_run is not None:  # never reached the launcher: fail it here
+                link.send(line)  # never waits: what the pipe cannot take is buffered
+        if not taken and new_run is not None:  # never reached a launcher: fail it here
             self._on_done(_failure(new_run, "LauncherDied",
                                    "the agent's run launcher was not running"))
 
-    def _read(self, proc):
+    def _read(self, link):
+        proc = link.proc
         try:
             for line in proc.stdout:
                 self._handle(json.loads(line))
@@ -82,8 +111,9 @@ class Runner:
             log.exception("Run launcher sent something unreadable; replacing it")
             proc.kill()
         finally:
+            link.stop()
             proc.wait()
-            self._launcher_died(proc)
+            self._launcher_died(link)
 
     def _handle(self, msg):
         with self._lock:
@@ -97,10 +127,14 @@ class Runner:
         except Exception:  # never stop reading the launcher: its runs would stall
             log.exception("Handling the result of run %s failed", msg.get("id"))
 
-    def _launcher_died(self, proc):
+    def _launcher_died(self, link):
         """Fail the runs it held and start a new one, unless we are closing."""
+        proc = link.proc
         with self._lock:
-            lost, self._active = self._active, {}
+            link.dead = True
+            lost = {}
+            if self._link is link:
+                lost, self._active = self._active, {}
             closing = self._closing
         for pgid in filter(None, lost.values()):
             try:  # its runs outlive it otherwise: each leads its own process group
@@ -108,29 +142,109 @@ class Runner:
             except OSError:
                 pass
         for run_id in lost:
-            self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
-                                   "(code %s)" % proc.returncode))
+            if closing:
+                self._on_done(_failure(run_id, "AgentStopped", "the agent stopped before this "
+                                       "run could start"))
+            else:
+                self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
+                                       "(code %s)" % proc.returncode))
         if not closing:
             log.error("Run launcher exited with code %s; restarting it", proc.returncode)
             self.start()
 
-    def close(self):
-        """Stop the launcher; runs still going are killed with it."""
+    def close(self, timeout=STOP_WAIT):
+        """Stop the launcher; runs still going are killed with it.  Bounded:
+        a launcher that has not gone after ``timeout`` is killed."""
         with self._lock:
             self._closing = True
-            proc = self._proc
-        if proc is None:
+            link = self._link
+        if link is None:
             return
+        link.stop()
         try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
+            link.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            log.error("Run launcher did not stop within %gs: killing it", timeout)
+            link.proc.kill()
         # Its last words (runs it stopped) are handled before we return.
-        self._reader.join(10)
+        link.reader.join(timeout)
+
+
+class _Launcher:
+    """One launcher process, its reader thread, and a non-blocking send buffer.
+
+    A line is written at once by the caller when the pipe has room (the usual
+    case: no thread hop on the way to a run); what does not fit waits in the
+    buffer for the writer thread, which waits for room without any lock.
+    """
+
+    def __init__(self, argv, env, cwd, read):
+        stdin_r, self._stdin = os.pipe()
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdin_r, stdout=subprocess.PIPE, env=env,
+                                         cwd=cwd, close_fds=True)
+        except BaseException:
+            os.close(self._stdin)
+            raise
+        finally:
+            os.close(stdin_r)
+        os.set_blocking(self._stdin, False)  # so no write below can wait
+        self.dead = False       # set (under the runner's lock) once its reader saw it end
+        self._lock = threading.Lock()  # guards the three below and the fd; only
+        self._backlog = collections.deque()  # non-blocking writes happen under it
+        self._stopping = False
+        self._wake = threading.Event()  # the backlog has data, or we stop
+        self._writer = threading.Thread(target=self._write, name="runner-writer", daemon=True)
+        self.reader = threading.Thread(target=read, args=(self,), name="runner-reader",
+                                       daemon=True)
+        self._writer.start()
+        self.reader.start()
+
+    def send(self, line):
+        with self._lock:
+            if self._stopping:
+                return
+            self._backlog.append(memoryview(line))
+            if not self._flush():
+                self._wake.set()
+
+    def stop(self):
+        """Drop what is not written yet and close its stdin: it stops its runs and exits."""
+        with self._lock:
+            self._stopping = True
+            self._backlog.clear()
+            self._wake.set()
+
+    def _flush(self):
+        """Write what the pipe takes now (never waits); True once the backlog is empty."""
+        while self._backlog:
+            try:
+                written = os.write(self._stdin, self._backlog[0][:CHUNK])
+            except BlockingIOError:
+                return False
+            except OSError:  # it is gone; the reader sees it end and says why
+                self._backlog.clear()
+                return True
+            rest = self._backlog[0][written:]
+            if rest:
+                self._backlog[0] = rest
+            else:
+                self._backlog.popleft()
+        return True
+
+    def _write(self):
+        while True:
+            self._wake.wait()
+            with self._lock:
+                if self._stopping:
+                    break
+                if self._flush():
+                    self._wake.clear()
+                    continue
+            # The pipe is full: wait for room with no lock held (or look again).
+            select.select([], [self._stdin], [], 0.5)
+        with self._lock:  # only this thread closes it, after the last write
+            os.close(self._stdin)
 
 
 def _failure(run_id, kind, message):

@@ -4,8 +4,9 @@ It leads its own process group, so stopping a run (cancel, timeout) kills the
 worker and everything the run started; the launcher then forks another.  A
 worker is replaced after ``max_runs`` runs, so a plugin that leaks memory or
 threads cannot grow a process for ever.  Each run gets a fresh module object,
-its own captured output, and the working directory and environment the
-worker started with.
+its own captured output, a fresh private working directory (made before the
+run comes, removed after its result is sent: neither is on the run's way) and
+a clean environment (isolation.py).
 """
 import json
 import os
@@ -15,11 +16,13 @@ import time
 import traceback
 import types
 
+from octopus.agent import isolation
 from octopus.constants import MAX_RESULT
 
 
-def serve(cmd_fd, result_fd, workdir, max_runs, codes):
-    """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns."""
+def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
+    """Read runs as JSON lines from ``cmd_fd``, answer on ``result_fd``; never returns.
+    ``workdir`` is where run folders are made (isolation.runs_base)."""
     status = 1
     try:
         _close_other_fds(cmd_fd, result_fd)
@@ -30,13 +33,28 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes):
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        home = (os.getcwd(), dict(os.environ))
+        os.chdir("/")  # never the agent's folder: each run gets its own
+        if run_as is not None:  # for good, before any run: root is not given back
+            isolation.switch_user(run_as)
+        home = ("/", isolation.clean_env(os.environ, run_as and run_as["home"]))
         lines = _lines(cmd_fd)
-        for _ in range(max_runs):
+        for number in range(max_runs):
+            try:
+                run_dir, problem = isolation.make_run_dir(workdir, number), None
+            except OSError as e:  # a full disk, say: the run fails, the worker goes on
+                run_dir, problem = None, e
             line = next(lines, None)
             if line is None:  # the launcher closed our pipe: stop
                 break
-            write_all(result_fd, run_one(json.loads(line), codes, workdir, null, home))
+            if problem is not None:
+                write_all(result_fd, json.dumps({"status": "failed", "result": error(problem),
+                                                 "output": "", "duration": 0.0}).encode() + b"\n")
+                continue
+            msg = dict(json.loads(line), dir=run_dir)
+            write_all(result_fd, run_one(msg, codes, workdir, null, home))
+            isolation.remove_run_dir(run_dir)
+        if run_dir is not None:
+            isolation.remove_run_dir(run_dir)
         status = 0
     finally:
         os._exit(status)
@@ -44,14 +62,19 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes):
 
 def run_one(msg, codes, workdir, null, home):
     """Do one run; returns its outcome as one JSON line."""
-    out_fd = _output_file(workdir)
+    run_dir = msg.get("dir")
+    out_fd = _output_file(run_dir or workdir)
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     started = time.monotonic()
     try:
+        if run_dir:
+            os.chdir(run_dir)
+            os.environ.clear()
+            os.environ.update(isolation.run_env(home[1], msg))
         module = types.ModuleType(os.path.basename(msg["path"])[:-3])
         module.__file__ = msg["path"]
-        import_plugin(codes, msg["path"], module)
+        import_plugin(codes, msg, module)
         value = getattr(module, msg["action"])(*msg.get("args", []), **msg.get("kwargs", {}))
         outcome = {"status": "success", "result": _checked(value)}
     except BaseException as e:  # the action's failure is the run's result
@@ -82,13 +105,13 @@ def _import_failed(path, exc):
                              % (name, type(exc).__name__, exc))
 
 
-def import_plugin(codes, path, module):
-    """Execute the plugin's code in ``module``; a failure is a PluginImportError."""
-    code = load_code(codes, path)
+def import_plugin(codes, msg, module):
+    """Execute the run's plugin code in ``module``; a failure is a PluginImportError."""
+    code = _code(codes, msg)
     try:
         exec(code, module.__dict__)
     except BaseException as e:  # whatever its code raised, the run names the import
-        raise _import_failed(path, e) from e
+        raise _import_failed(msg["path"], e) from e
 
 
 def _checked(value):
@@ -107,15 +130,30 @@ def load_code(codes, path):
     code = codes.get(key)
     if code is None:
         with open(path, "rb") as f:
-            source = f.read()
-        try:
-            code = compile(source, path, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
-            raise _import_failed(path, e) from e
+            code = _compile(f.read(), path)
         for old in [k for k in codes if k[0] == path]:
             del codes[old]
         codes[key] = code
     return code
+
+
+def _code(codes, msg):
+    """The run's compiled plugin: from the source the launcher sent (a worker
+    running as RUN_AS cannot read the plugin cache), else from its file."""
+    source = msg.get("source")
+    if source is None:
+        return load_code(codes, msg["path"])
+    key = ("source", msg["path"], hash(source))
+    if key not in codes:
+        codes[key] = _compile(source, msg["path"])
+    return codes[key]
+
+
+def _compile(source, path):
+    try:
+        return compile(source, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
+        raise _import_failed(path, e) from e
 
 
 def error(exc):

@@ -7,8 +7,8 @@ that crashes, is killed (cancel, timeout) or has done its share of runs is
 simply replaced.  When a run ends, what it left running in its worker's
 session is stopped, unless the run keeps its processes (see _run_ended).
 
-  agent -> launcher: {"op": "run", "id", "path", "action", "args", "kwargs", "output_limit",
-                      "keep_processes" (optional)}
+  agent -> launcher: {"op": "run", "id", "task_id", "path", "action", "args", "kwargs",
+                      "output_limit", "keep_processes" (optional)}
                      {"op": "kill", "id", "grace"}
   launcher -> agent: {"op": "started", "id", "pid"}
                      {"op": "done", "id", "status", "result", "output", "duration"}
@@ -20,8 +20,9 @@ import signal
 import sys
 import time
 
+from octopus.agent import isolation, worker as worker_code
+from octopus.agent.outlet import Outlet
 from octopus.agent.sessions import Sweeper, session_procs, signal_pid
-from octopus.agent import worker as worker_code
 from octopus.constants import run_error
 
 KILL_GRACE = 5.0
@@ -30,12 +31,13 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker:
-    __slots__ = ("pid", "cmd_fd", "result_fd", "buffer", "run_id", "started", "stopping",
-                 "runs_left")
+    __slots__ = ("pid", "cmd_fd", "cmd", "result_fd", "buffer", "run_id", "started",
+                 "stopping", "runs_left")
 
     def __init__(self, pid, cmd_fd, result_fd, runs_left):
         self.pid = pid
         self.cmd_fd = cmd_fd
+        self.cmd = Outlet(cmd_fd)  # runs are handed over without waiting for the worker
         self.result_fd = result_fd
         self.buffer = b""
         self.run_id = None      # the run it is doing, if any
@@ -45,9 +47,11 @@ class Worker:
 
 
 class Zygote:
-    def __init__(self, infile, outfile, workdir, runs_per_worker=100):
+    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None):
+        self._run_as = run_as
+        self._runs_base = isolation.runs_base(workdir, run_as)
         self._in = infile
-        self._out = outfile
+        self._out = Outlet(outfile.fileno())  # to the agent: never waits for it to read
         self._workdir = workdir
         self._runs_per_worker = runs_per_worker
         self._codes = {}      # compiled plugins, inherited by workers forked later
@@ -82,6 +86,8 @@ class Zygote:
                         return self._shutdown()
                 elif key.data == "wake":
                     _drain(wake_r)
+                elif isinstance(key.data, Outlet):
+                    self._flush(key.data)
                 else:
                     self._read_result(key.data)
             self._reap()
@@ -103,12 +109,14 @@ class Zygote:
 
     def _read_commands(self):
         try:
-            data = os.read(self._in.fileno(), 1 << 16)
+            data = os.read(self._in.fileno(), 1 << 20)
         except BlockingIOError:
             return True
         if not data:
             return False
         self._buffer += data
+        if b"\n" not in data:  # the middle of a large run: wait for its end
+            return True
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             if line.strip():
@@ -120,16 +128,33 @@ class Zygote:
         return True
 
     def _send(self, msg):
+        self._out.push(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        self._flush(self._out)
+
+    def _flush(self, outlet):
+        """Write what ``outlet`` holds as far as its pipe takes it; the selector
+        says when it can take more."""
         try:
-            # Whole lines only: an unbuffered stdout (PYTHONUNBUFFERED) can take
-            # part of a write when a signal arrives.
-            worker_code.write_all(self._out.fileno(),
-                                  json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-        except (BrokenPipeError, ValueError):  # the agent is gone: so are its runs
-            if not self._closing:
-                self._closing = True
-                self._shutdown()
-            sys.exit(0)
+            outlet.flush()
+        except OSError:
+            if outlet is self._out:  # the agent is gone: so are its runs
+                self._agent_gone()
+            outlet.discard()  # a dead worker's pipe: _reap reports its run
+        self._watch(outlet)
+
+    def _watch(self, outlet):
+        if outlet.pending != outlet.registered:
+            if outlet.pending:
+                self._selector.register(outlet.fd, selectors.EVENT_WRITE, outlet)
+            else:
+                self._selector.unregister(outlet.fd)
+            outlet.registered = outlet.pending
+
+    def _agent_gone(self):
+        if not self._closing:
+            self._closing = True
+            self._shutdown()
+        sys.exit(0)
 
     # -- workers ----------------------------------------------------------
 
@@ -145,7 +170,8 @@ class Zygote:
         if pid == 0:  # the worker never returns from here
             for fd in [cmd_w, result_r] + [w.cmd_fd for w in self._workers.values()]:
                 os.close(fd)
-            worker_code.serve(cmd_r, result_w, self._workdir, self._runs_per_worker, self._codes)
+            worker_code.serve(cmd_r, result_w, self._runs_base, self._runs_per_worker,
+                              self._codes, self._run_as)
         os.close(cmd_r)
         os.close(result_w)
         os.set_blocking(result_r, False)
@@ -165,6 +191,9 @@ class Zygote:
         self._reap()  # an idle worker may have died since we last looked
         try:
             worker_code.load_code(self._codes, msg["path"])  # workers forked later inherit it
+            if self._run_as is not None:  # the plugin cache is closed to RUN_AS's user
+                with open(msg["path"], encoding="utf-8", errors="surrogateescape") as f:
+                    msg["source"] = f.read()
             worker = self._hand(msg)
         except Exception as e:  # unreadable plugin, or no process to be had: this run fails
             self._send(_done(msg["id"], "failed", worker_code.error(e), "", 0.0))
@@ -181,7 +210,9 @@ class Zygote:
         for _ in range(2):
             worker = self._idle.pop() if self._idle else self._fork()
             try:
-                worker_code.write_all(worker.cmd_fd, line)
+                worker.cmd.push(line)
+                worker.cmd.flush()  # the rest of a large run follows as it reads
+                self._watch(worker.cmd)
                 return worker
             except OSError:  # it died while idle: drop it, take a fresh one
                 _signal_session(worker.pid, signal.SIGKILL)
@@ -239,12 +270,15 @@ class Zygote:
             if worker.result_fd is not None:
                 self._selector.unregister(worker.result_fd)
                 os.close(worker.result_fd)
+            worker.cmd.discard()
+            self._watch(worker.cmd)
             os.close(worker.cmd_fd)
             if worker.run_id is not None:
                 duration = time.monotonic() - worker.started
                 self._send(_done(worker.run_id, "failed",
                                  _exit_error(status, worker.stopping), "", duration))
                 self._run_ended(worker)
+            isolation.remove_worker_dirs(self._runs_base, pid)
 
     def _kill(self, run_id, grace):
         """Stop a run: SIGTERM to everything it started, SIGKILL after ``grace``."""
@@ -301,12 +335,20 @@ class Zygote:
         for sid in sessions:
             _signal_session(sid, signal.SIGKILL)
         self._sweeper.finish(float("inf"))
+        for pid in sessions:
+            isolation.remove_worker_dirs(self._runs_base, pid)
         if not self._closing:
             self._closing = True
             for run_id, started in going:
                 self._send(_done(run_id, "failed", run_error(
                     "AgentStopped", "the agent stopped while this run was going"), "",
                     time.monotonic() - started))
+            try:  # the agent reads until we exit; it kills us if we take too long
+                self._out.drain(time.monotonic() + STOP_GRACE)
+            except OSError:
+                pass
+        if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
+            isolation.remove_run_dir(self._runs_base)
         return 0
 
 
@@ -369,8 +411,13 @@ def _drain(fd):
 def main():
     workdir = sys.argv[1]
     runs_per_worker = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    run_as = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     os.makedirs(workdir, exist_ok=True)
-    sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker).serve())
+    for name in os.listdir(workdir):  # run folders a killed launcher left
+        if name.startswith("run-"):
+            isolation.remove_run_dir(os.path.join(workdir, name))
+    sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker,
+                    run_as).serve())
 
 
 if __name__ == "__main__":

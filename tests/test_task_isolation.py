@@ -1,0 +1,159 @@
+"""What a task can read: no agent or server token, no agent folder, and, with
+RUN_AS, not the server's files.  Real server and agent processes."""
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from octopus.harness import ADMIN_TOKEN, AGENT_TOKEN, Cluster, Process
+
+pytestmark = pytest.mark.processes  # real server, agent and launcher processes
+
+REPO = Path(__file__).resolve().parent.parent
+PYZ = REPO / "octopus.pyz"
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+SECRETS = (ADMIN_TOKEN, AGENT_TOKEN)
+
+
+def _shell(cluster, command):
+    task = cluster.run_task(cluster.api(), {"plugin": "shell", "action": "run",
+                                            "args": [command]})
+    assert task["status"] == "success", task
+    return task, task["result"]["stdout"]
+
+
+def _combined(cluster, env=None):
+    server = cluster.start_server("--agent", "--name", "local", env=env)
+    cluster.agents["local"] = server
+    cluster.wait_online("local")
+    del cluster.agents["local"]
+    return server
+
+
+def _assert_clean(task, env_text):
+    names = [line.split("=", 1)[0] for line in env_text.splitlines() if "=" in line]
+    assert names and not [n for n in names if n.startswith("OCTOPUS_")], env_text
+    assert not [s for s in SECRETS if s in env_text]
+    assert "RUN_ID=" in env_text and "TASK_ID=%s" % task["id"] in env_text
+
+
+def test_a_task_on_a_separate_agent_sees_no_octopus_variable_and_no_token(cluster):
+    cluster.start_server()
+    cluster.start_agent("sep")  # given OCTOPUS_AGENT_TOKEN (and the admin token) in its env
+    task, out = _shell(cluster, "env")
+    _assert_clean(task, out)
+
+
+def test_a_task_on_a_combined_server_sees_no_octopus_variable_and_no_token(cluster):
+    server = _combined(cluster)
+    task, out = _shell(cluster, "env; echo CWD=$(pwd) MODE=$(stat -c %a .)")
+    _assert_clean(task, out)
+    cwd = out.split("CWD=")[1].split()[0]
+    assert "MODE=700" in out and not os.path.exists(cwd)  # its own folder, gone after
+    warnings = [line for line in server.log().splitlines() if "RUN_AS" in line]
+    if os.geteuid() == 0:
+        assert len(warnings) == 1 and "can read the server's files" in warnings[0]
+    else:
+        assert warnings == []
+
+
+def _others_can_read(path):
+    """True if a user with no groups of ours could read ``path`` (a stdlib file)."""
+    path = Path(path).resolve()
+    if not path.stat().st_mode & 0o004:
+        return False
+    return all(p.stat().st_mode & 0o001 for p in path.parents)
+
+
+def _python_for_others(tmp_path):
+    """An interpreter whose standard library RUN_AS's user can read, with the pyz
+    (a pyenv under /root is closed to other users), else the test's own."""
+    if _others_can_read(os.__file__):
+        return None, None
+    if not (PYZ.is_file() and os.path.exists("/usr/bin/python3")):
+        pytest.skip("no Python whose standard library other users can read")
+    shiv = Path(tempfile.mkdtemp(prefix="octopus-shiv-"))
+    shiv.chmod(0o755)
+    return "/usr/bin/python3", shiv
+
+
+@as_root
+def test_run_as_nobody_cannot_read_the_servers_files(tmp_path):
+    python, shiv = _python_for_others(tmp_path)
+    env = {"SHIV_ROOT": str(shiv)} if shiv else {}
+    with Cluster(tmp_path / "cluster", pyz=PYZ if python else None, python=python,
+                 env=env) as cluster:
+        data = cluster.root / "server"
+        _combined(cluster, env={"OCTOPUS_RUN_AS": "nobody"})
+        task, out = _shell(cluster, "id -u; cat %s/admin.token 2>&1; echo rc=$?; env" % data)
+        assert out.splitlines()[0] == str(pwd.getpwnam("nobody").pw_uid)
+        assert ADMIN_TOKEN not in out and "rc=0" not in out and "Permission denied" in out
+        _assert_clean(task, out)
+        assert "set RUN_AS" not in cluster.server.log()
+    if shiv:
+        shutil.rmtree(shiv, ignore_errors=True)
+
+
+def test_an_unknown_run_as_user_stops_start_up_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOPUS_")}
+    env.update(PYTHONPATH=str(REPO), OCTOPUS_RUN_AS="no-such-user-here",
+               OCTOPUS_AGENT_TOKEN=AGENT_TOKEN)
+    result = subprocess.run([sys.executable, "-m", "octopus", "--agent", "--data-dir",
+                             str(tmp_path)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "RUN_AS" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not PYZ.is_file(), reason="octopus.pyz not built (scripts/test.sh builds it)")
+def test_an_octopus_folder_where_the_agent_starts_is_not_imported_by_runs(tmp_path):
+    # python octopus.pyz puts the pyz, not the current folder, on sys.path; the
+    # launcher once ran with -c there and imported this folder instead.
+    start = tmp_path / "start"
+    fake = start / "octopus"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (fake / "__init__.py").write_text("open(%r, 'w').close()\n" % str(marker))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OCTOPUS_", "SHIV_")) and k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["SHIV_ROOT"] = str(tmp_path / "shiv")
+    with Cluster(tmp_path / "cluster", pyz=PYZ, env=env) as cluster:
+        env = cluster._env  # with the tokens, and no PYTHONPATH: the pyz's own code
+        cluster.start_server()
+        name = "cwd-agent"
+        cluster.agents[name] = Process(cluster.command + [
+            "--agent", "--server-url", cluster.url, "--name", name, "--data-dir",
+            str(tmp_path / "agent-data")], tmp_path / "agent.out", env, cwd=str(start))
+        cluster.wait_online(name, 60)
+        task = cluster.run_task(cluster.api(), {"plugin": "echo", "action": "echo",
+                                                "args": [1]})
+        assert task["status"] == "success", task
+        assert not marker.exists()
+
+
+@as_root
+@pytest.mark.skipif(not (PYZ.is_file() and os.path.exists("/usr/bin/python3")),
+                    reason="needs octopus.pyz and a /usr/bin/python3 other users can run")
+def test_run_as_on_an_agent_that_is_not_root_stops_start_up_with_one_line(tmp_path):
+    # It could not switch users: running tasks as itself instead would give
+    # them more than the operator asked for.
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="octopus-nobody-"))
+    try:
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHIV_ROOT": str(home / "shiv"),
+               "OCTOPUS_RUN_AS": "root", "OCTOPUS_AGENT_TOKEN": AGENT_TOKEN}
+        result = subprocess.run(
+            ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+             "--clear-groups", "/usr/bin/python3", str(PYZ), "--agent", "--data-dir",
+             str(home / "data")], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "RUN_AS" in lines[0] and "not running as root" in lines[0]
