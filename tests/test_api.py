@@ -712,6 +712,43 @@ def test_get_task_wait_returns_when_the_task_is_final(api):
     assert r.json["status"] == "success" and r.json["result"] == {"ok": True}
 
 
+def test_get_task_waits_are_capped_at_a_quarter_of_the_threads(tmp_path, store):
+    """THREADS 8: two waits are held (with POST /agent/tasks waits, from one
+    pool); a third GET ?wait= answers at once with the task as it is."""
+    from tests.conftest import AppClient
+
+    api = AppClient(tmp_path, store, THREADS=8)
+    task = create(api)
+    replies = []
+    held = [threading.Thread(target=lambda: replies.append(
+        api.call("GET", "/tasks/" + task["id"], query_string="wait=30"))) for _ in range(2)]
+    for t in held:
+        t.start()
+    wait_for(lambda: api.dispatcher.watchers(task["id"]) == 2, 10, what="two GETs held")
+    third = []
+    extra = threading.Thread(target=lambda: third.append(
+        api.call("GET", "/tasks/" + task["id"], query_string="wait=30")))
+    extra.start()
+    extra.join(20)  # were it held, it would wait the 30 s
+    assert third and third[0].status_code == 200 and third[0].json["status"] == "Created"
+    assert api.dispatcher.watchers(task["id"]) == 2 and not replies
+    [run] = work(api, "a")
+    report(api, "a", run["id"], result=1)
+    for t in held:
+        t.join(20)
+    assert [r.json["status"] for r in replies] == ["success", "success"]
+    # the slots are free again: a new wait is held
+    second = create(api)
+    waiter = threading.Thread(target=lambda: api.call("GET", "/tasks/" + second["id"],
+                                                      query_string="wait=30"))
+    waiter.start()
+    wait_for(lambda: api.dispatcher.watchers(second["id"]) == 1, 10, what="a GET held again")
+    [run] = work(api, "a")
+    report(api, "a", run["id"], result=2)
+    waiter.join(20)
+    assert not waiter.is_alive()
+
+
 def test_get_task_wait_times_out_with_the_task_as_it_is(api):
     task = create(api)
     started = time.monotonic()
