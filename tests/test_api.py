@@ -191,7 +191,7 @@ def test_list_tasks_filters(api, clock):
     assert ids("executor=a") == {done["id"]}
     assert ids("plugin=sleep") == {sleepy["id"]}
     assert ids("plugin=echo&status=Created") == {mine["id"]}
-    assert ids("status=NoSuchStatus") == set()  # filter values are matched exactly
+    assert ids("plugin=Echo") == set()  # filter values are matched exactly
 
 
 def test_get_task_includes_its_executions(api):
@@ -864,9 +864,10 @@ def test_sql_looking_text_is_just_text(api, clock):
     odd = create(api, owner="x';DROP_TABLE_tasks;--", args=[sql], kwargs={sql: sql})
     assert get_task(api, odd["id"])["args"] == [sql]
     assert work(api, "x';DROP_TABLE_tasks;--")[0]["task_id"] == odd["id"]
-    for query in ("owner=" + sql, "status=' OR '1'='1", "plugin=echo' --", "executor=%27%3B"):
+    for query in ("owner=" + sql, "plugin=echo' --", "executor=%27%3B"):
         r = api.call("GET", "/tasks", query_string=query)
         assert r.status_code == 200 and r.json["total"] == 0, query
+    assert_error(api.call("GET", "/tasks", query_string="status=' OR '1'='1"), 400, "status")
     r = api.call("GET", "/executions", query_string="task_id=' OR 1=1 --")
     assert r.status_code == 200 and r.json["executions"] == []
     assert_error(api.call("GET", "/tasks/" + sql), 404)
@@ -876,6 +877,32 @@ def test_sql_looking_text_is_just_text(api, clock):
 
 
 # -- 400: query parameters ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,query,field", [
+    ("/tasks", "status=sucess", "status"), ("/tasks", "status=created", "status"),
+    ("/tasks", "status=", "status"), ("/tasks", "type=adhoc", "type"),
+    ("/executions", "status=sucess", "status"), ("/executions", "status=Created", "status"),
+    ("/audit", "role=root", "role"),
+])
+def test_a_filter_value_outside_its_choices_is_refused(api, path, query, field):
+    """A misspelt status is a mistake to say, not an empty page."""
+    create(api)
+    message = assert_error(api.call("GET", path, query_string=query), 400, field)
+    assert field + " must be one of" in message
+
+
+def test_every_status_is_a_valid_filter(api):
+    from octopus.constants import RunStatus, TaskStatus, TaskType
+
+    create(api)
+    for status in TaskStatus.ALL:
+        assert api.call("GET", "/tasks", query_string="status=" + status).status_code == 200
+    for kind in TaskType.ALL:
+        assert api.call("GET", "/tasks", query_string="type=" + kind).status_code == 200
+    for status in RunStatus.ALL:
+        assert api.call("GET", "/executions", query_string="status=" + status).status_code == 200
+    assert api.call("GET", "/tasks", query_string="status=Created").json["total"] == 1
 
 
 BAD_PAGES = ["limit=0", "limit=-1", "limit=x", "limit=5000", "limit=1001", "limit=", "limit=1.5",

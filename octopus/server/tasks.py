@@ -4,7 +4,7 @@ import threading
 
 import falcon
 
-from octopus.constants import TaskOwnership, TaskStatus, TaskType
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
 from octopus.server.audit import note
 from octopus.server.auth import ADMIN, AGENT, check_client
@@ -55,6 +55,7 @@ class TasksResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, FILTERS + ("limit", "offset", "q"))
+        validate.choice_params(req, {"status": TaskStatus.ALL, "type": TaskType.ALL})
         filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
         limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
         offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
@@ -235,6 +236,7 @@ class ExecutionsResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, ("task_id", "client", "status", "limit", "offset"))
+        validate.choice_params(req, {"status": RunStatus.ALL})
         limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
         offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
         runs = self._store.list_executions(
