@@ -6,6 +6,8 @@ import re
 import apsw
 import falcon
 
+from octopus import nesting
+
 log = logging.getLogger("octopus.server")
 
 MAX_BODY = 1024 * 1024
@@ -57,8 +59,13 @@ def handle_unexpected(req, resp, exc, params):
     raise ApiError(falcon.HTTP_500, "internal server error; see the server log")
 
 
-def read_json(req, kind=dict, max_bytes=MAX_BODY):
-    """The request body as JSON of type ``kind``; 400/413 otherwise."""
+def read_json(req, kind=dict, max_bytes=MAX_BODY, max_depth=nesting.MAX_DEPTH, items=None):
+    """The request body as JSON of type ``kind``; 400/413 otherwise.
+
+    Arrays and objects may nest ``max_depth`` levels under each field (None:
+    any depth the parser takes; the caller checks); a field of an array of
+    objects is named ``items[3].field``.
+    """
     length = req.content_length
     too_large = ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % max_bytes)
     if length is not None and length > max_bytes:
@@ -72,13 +79,31 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY):
         value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
         if _SURROGATE_ESCAPE.search(data):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as e:
+    except RecursionError:
+        raise too_deep(nesting.deep_field(data, max_depth or nesting.MAX_DEPTH), max_depth, items)
+    except ValueError as e:
         raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
+    if max_depth and nesting.could_be_deeper(data, max_depth):
+        path = nesting.deeper_than(value, max_depth + (2 if isinstance(value, list) else 1))
+        if path is not None:
+            field = path[0] if isinstance(value, dict) else "[%d]" % path[0] + "".join(
+                ".%s" % p for p in path[1:2])
+            raise too_deep(str(field)[:64], max_depth, items)
     if not isinstance(value, kind):
         names = {dict: "object", list: "array"}
         raise bad_request("request body must be a JSON %s" % " or ".join(
             names[k] for k in (kind if isinstance(kind, tuple) else (kind,))))
     return value
+
+
+def too_deep(field, max_depth, items=None):
+    """400 for JSON nested more than ``max_depth`` levels under ``field``
+    (``[3].args`` within an array body, named ``items[3].args``)."""
+    if field and field.startswith("[") and items:
+        field = items + field
+    where = field or "request body"
+    return bad_request("%s nests arrays and objects more than %d levels deep"
+                       % (where, max_depth or nesting.MAX_DEPTH), field)
 
 
 def _no_constant(name):

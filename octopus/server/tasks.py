@@ -27,7 +27,7 @@ class TasksResource:
 
     def on_post(self, req, resp):
         """One task (a JSON object), or up to MAX_BULK (an array, all or none)."""
-        body = read_json(req, kind=(dict, list))
+        body = read_json(req, kind=(dict, list), items="tasks")
         many = isinstance(body, list)
         if many and not 0 < len(body) <= MAX_BULK:
             raise bad_request("a list of tasks must hold 1 to %d tasks" % MAX_BULK, "tasks")
