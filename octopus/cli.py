@@ -79,6 +79,9 @@ def _run(args):
         server = _start_server(server_config)
     if args.agent:
         agent = _start_agent(agent_config, server, args, stop)
+    unknown = settings.unknown_environment()
+    if unknown:  # once, in the log of the role(s) started
+        logging.getLogger("octopus.server" if server else "octopus.agent").warning(unknown)
     _on_signals(server, agent, stop)
     if server is None:
         try:

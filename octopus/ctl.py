@@ -370,6 +370,9 @@ def main(argv):
     from octopus.ctl_args import parser
 
     args = parser().parse_args(argv)
+    unknown = settings.unknown_environment()
+    if unknown:
+        sys.stderr.write("octopus: warning: %s\n" % unknown)
     if getattr(args, "run", None) is None:  # 'tasks' alone
         return _fail("say tasks list|show|create|cancel|delete (see 'tasks --help')", REFUSED)
     try:
