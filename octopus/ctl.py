@@ -210,7 +210,7 @@ def tasks_show(client, args):
 def _json_arg(text, flag, kind):
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # nested past what the parser takes
         raise CtlError("%s is not valid JSON: %s" % (flag, e))
     if not isinstance(value, kind):
         raise CtlError("%s must be a JSON %s" % (flag, "array" if kind is list else "object"))
