@@ -106,3 +106,9 @@ def test_a_deep_value_already_stored_is_read_as_its_text(api, levels):
     assert whole.status_code == 200 and whole.json["result"] == text
     found = api.call("GET", "/tasks", query_string="q=echo")
     assert found.status_code == 200 and found.json["total"] == 1
+
+
+def test_brackets_inside_strings_do_not_count(api):
+    text = ["[" * 5000, '\\"[{' * 500, {"{" * 100: "]" * 100}]
+    task = create(api, args=text, kwargs={"k": [[[["x"]]]] * 1000})
+    assert get_task(api, task["id"])["args"] == text

@@ -279,7 +279,7 @@ def _result_problem(result):
         text = dumps(result)
     except RecursionError:
         return deep
-    if nesting.could_be_deeper(text, nesting.MAX_DEPTH) and nesting.deeper_than(result) is not None:
+    if nesting.nests_deeper(text):
         return deep
     if len(text) > MAX_RESULT:
         return "the result is larger than %d bytes of JSON" % MAX_RESULT

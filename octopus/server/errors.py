@@ -83,12 +83,8 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY, max_depth=nesting.MAX_DEPTH, i
         raise too_deep(nesting.deep_field(data, max_depth or nesting.MAX_DEPTH), max_depth, items)
     except ValueError as e:
         raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
-    if max_depth and nesting.could_be_deeper(data, max_depth):
-        path = nesting.deeper_than(value, max_depth + (2 if isinstance(value, list) else 1))
-        if path is not None:
-            field = path[0] if isinstance(value, dict) else "[%d]" % path[0] + "".join(
-                ".%s" % p for p in path[1:2])
-            raise too_deep(str(field)[:64], max_depth, items)
+    if max_depth and nesting.nests_deeper(data, max_depth + (2 if isinstance(value, list) else 1)):
+        raise too_deep(nesting.deep_field(data, max_depth), max_depth, items)
     if not isinstance(value, kind):
         names = {dict: "object", list: "array"}
         raise bad_request("request body must be a JSON %s" % " or ".join(

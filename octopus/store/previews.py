@@ -66,12 +66,6 @@ def stored_json(text):
     too deep to be encoded again in a reply."""
     if text is None:
         return None, False
-    if not nesting.could_be_deeper(text, nesting.READ_DEPTH):
-        return json.loads(text), False
-    try:
-        value = json.loads(text)
-    except RecursionError:
+    if nesting.nests_deeper(text, nesting.READ_DEPTH):
         return text, True
-    if nesting.deeper_than(value, nesting.READ_DEPTH) is not None:
-        return text, True
-    return value, False
+    return json.loads(text), False
