@@ -382,10 +382,11 @@ def test_skip_link_focuses_the_view_and_keeps_the_route(page):
     assert page.url.endswith("#/tasks?status=failed")
     expect(page.get_by_label("Status")).to_have_value("failed")
     expect(page).to_have_title("Tasks · Octopus")
-    # A status from the URL that the list does not know is shown, not silently dropped.
+    # A status from the URL that the list does not know is shown, not silently
+    # dropped, and so is the server's refusal of it (400 naming status).
     page.goto(page.base + "/#/tasks?status=bogus")
     expect(page.get_by_label("Status")).to_have_value("bogus")
-    expect(page.locator(".note.empty")).to_have_text("No task matches these filters.")
+    expect(page.locator(".banner.error")).to_contain_text("status must be one of Created")
 
 
 FAKE = "f" * 32
