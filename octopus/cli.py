@@ -80,6 +80,9 @@ def _run(args):
         server = _start_server(server_config)
     if args.agent:
         agent = _start_agent(agent_config, server, args, stop)
+    unknown = settings.unknown_environment()
+    if unknown:  # once, in the log of the role(s) started
+        logging.getLogger("octopus.server" if server else "octopus.agent").warning(unknown)
     _on_signals(server, agent, stop)
     if server is None:
         try:
@@ -117,7 +120,8 @@ def _start_agent(config, server, args, stop):
         # idle agent's memory) only if it can: make that import fail here.
         sys.modules.setdefault("ssl", None)
     from octopus import logs
-    from octopus.agent.core import Agent
+    from octopus.agent.core import Agent, agent_name
+    from octopus.agent.identity import has_own_token
 
     _check_run_as(config)
     notes = settings.ensure_data_dir(config)
@@ -135,9 +139,10 @@ def _start_agent(config, server, args, stop):
             config.SERVER_URL = settings.local_url(server.config.SERVER_HOST, server.port)
     else:
         token = config.AGENT_TOKEN or _read_token(config.path("agent.token"))
-    if not token:
+    if not token and not has_own_token(config.path("agent"), agent_name(config)):
         raise ConfigError("no agent token: set OCTOPUS_AGENT_TOKEN to the server's agent token "
-                          "(the server writes it to DATA_DIR/agent.token)")
+                          "(the server writes it to DATA_DIR/agent.token); once enrolled, an "
+                          "agent starts with its own token alone")
     # An agent alone exits when its credential is refused; beside a server it just stops.
     agent = Agent(config, token, on_exit=stop.set if server is None else None)
     agent.start()

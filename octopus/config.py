@@ -4,6 +4,7 @@ Precedence, lowest first: defaults < config file < environment
 ``OCTOPUS_<NAME>`` < command-line flags.  A bad value raises ConfigError with
 one line naming the setting and what it accepts.
 """
+import difflib
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -272,6 +273,29 @@ def _parse(setting, raw, source):
 
 
 _ALL_NAMES = {s.name for s in SERVER_SETTINGS + AGENT_SETTINGS}
+# OCTOPUS_* variables read on purpose that are no setting: the config file's
+# path, the agent's worker start-up (agent/runner.py), the dashboard tests'
+# screenshots folder and a test's marker (tests/).
+NOT_SETTINGS = {"CONFIG", "ORIGINAL_PYTHONPATH", "SCREENSHOTS", "TEST_LEAK"}
+
+
+def unknown_environment(environ=None):
+    """One warning line naming each OCTOPUS_* variable that is no setting of
+    either role, with the closest setting; None when there is none.  A misspelt
+    variable is otherwise ignored without a word (a config file's is an error)."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for key in sorted(environ):
+        name = key[len(ENV_PREFIX):]
+        if not key.startswith(ENV_PREFIX) or name in _ALL_NAMES or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, sorted(_ALL_NAMES), n=1)
+        found.append("%s (did you mean %s?)" % (key, close[0]) if close else key)
+    if not found:
+        return None
+    return "ignoring %s: no such setting: %s" % (
+        "an environment variable" if len(found) == 1 else "environment variables",
+        "; ".join(found))
 
 
 def help_table(settings):

@@ -18,6 +18,7 @@ class TaskStatus:
     CANCELLED = "cancelled"
 
     FINAL = (DONE, SUCCESS, FAILED, COMPLETED, CANCELLED)
+    ALL = (CREATED, ACTIVE) + FINAL
 
 
 class RunStatus:
@@ -35,6 +36,7 @@ class RunStatus:
     PENDING = (QUEUED, ASSIGNED, RUNNING)  # not finished
     REPORTED = (SUCCESS, FAILED, TIMEOUT, CANCELLED)  # what an agent may report
     FINAL = (SUCCESS, FAILED, TIMEOUT, CANCELLED, LOST, SKIPPED)
+    ALL = (QUEUED,) + OPEN + FINAL
 
 
 class TaskOwnership:

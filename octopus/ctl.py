@@ -211,7 +211,7 @@ def tasks_show(client, args):
 def _json_arg(text, flag, kind):
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # nested past what the parser takes
         raise CtlError("%s is not valid JSON: %s" % (flag, e))
     if not isinstance(value, kind):
         raise CtlError("%s must be a JSON %s" % (flag, "array" if kind is list else "object"))
@@ -380,6 +380,9 @@ def main(argv):
     from octopus.ctl_args import parser
 
     args = parser().parse_args(argv)
+    unknown = settings.unknown_environment()
+    if unknown:
+        sys.stderr.write("octopus: warning: %s\n" % unknown)
     if getattr(args, "run", None) is None:  # 'tasks' alone
         return _fail("say tasks list|show|create|cancel|delete (see 'tasks --help')", REFUSED)
     try:

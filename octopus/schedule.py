@@ -9,11 +9,21 @@ host's database, or from the bundled ``tzdata`` package where it has none.
 import zoneinfo
 from datetime import datetime, timezone
 
+from octopus.timeutil import LAST_TIME
+
 MAX_INTERVAL = 10 ** 8  # seconds (about three years)
 
 
 class ScheduleError(ValueError):
     pass
+
+
+class EndOfTime(ScheduleError):
+    """The next time would be after timeutil.LAST_TIME: there is none."""
+
+    def __init__(self):
+        super().__init__("the next run would be after the end of the year 9999, the last "
+                         "time Octopus can store")
 
 
 def zone(name):
@@ -46,8 +56,10 @@ def next_cron(expr, after, tz=None):
         return next(it).timestamp()
     except StopIteration:
         raise ScheduleError("cron %r never fires" % expr)
-    except (CronSimError, ValueError, OverflowError) as e:
+    except CronSimError as e:
         raise ScheduleError("cron %r: %s" % (expr, e))
+    except (ValueError, OverflowError):  # cronsim stepped past the year 9999
+        raise EndOfTime()
 
 
 def next_interval(seconds, anchor, after):
@@ -58,7 +70,20 @@ def next_interval(seconds, anchor, after):
 
 
 def next_fire(kind, interval, tz, anchor, after):
-    """Next fire time after ``after`` of a recurring task, by its type."""
+    """Next fire time after ``after`` of a recurring task, by its type;
+    EndOfTime past the last time the database can hold."""
     if kind == "Interval":
-        return next_interval(int(interval), anchor, after)
-    return next_cron(interval, after, tz)
+        following = next_interval(int(interval), anchor, after)
+    else:
+        following = next_cron(interval, after, tz)
+    if following > LAST_TIME:
+        raise EndOfTime()
+    return following
+
+
+def next_fire_or_none(kind, interval, tz, anchor, after):
+    """next_fire, or None where there is no next time (EndOfTime)."""
+    try:
+        return next_fire(kind, interval, tz, anchor, after)
+    except EndOfTime:
+        return None

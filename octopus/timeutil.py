@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?"
                   r"(Z|z|[+-]\d{2}:?\d{2})?")
 MIN_YEAR, MAX_YEAR = 1970, 9999
+# The last time iso() can show (and so the database hold).
+LAST_TIME = datetime(MAX_YEAR, 12, 31, 23, 59, 59, 999000, timezone.utc).timestamp()
 
 
 def iso(ts):

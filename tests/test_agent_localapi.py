@@ -3,9 +3,12 @@ server's POST /agent/tasks behind it, through the app."""
 import http.client
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -367,3 +370,42 @@ def test_server_agent_tasks_needs_a_token_and_checks_wait(api):
     result = api.call("POST", "/agent/tasks?x=1", dict(ECHO, client="a"), token=AGENT_TOKEN)
     assert result.status_code == 400 and result.json["error"]["field"] == "x"
     assert api.store.list_tasks(limit=10)[1] == 0
+
+
+def test_slow_clients_are_cut_off_at_the_request_deadline_and_starve_nothing(local):
+    """16 clients sending a byte a second (the old cap on requests at once):
+    real requests meanwhile are all answered, and each slow one is cut off
+    once its request has taken REQUEST_DEADLINE (10 s) in all."""
+    slow = [socket.create_connection(("127.0.0.1", local.local_port)) for _ in range(16)]
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def trickle():  # "GEEE...": a request line that never ends
+        while not stop.is_set():
+            for s in slow:
+                try:
+                    s.sendall(b"E" if time.monotonic() - started > 0.5 else b"G")
+                except OSError:
+                    pass
+            stop.wait(1.0)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        stop.wait(2.0)  # every slow client has begun its request
+        api = Api(local.local_port, local.local_token)
+        statuses = [api.call("GET", "/tasks")[0] for _ in range(25)]
+        api.close()
+        assert statuses == [200] * 25
+        for s in slow:
+            s.settimeout(max(0.1, started + 30 - time.monotonic()))
+            try:
+                assert s.recv(4096) == b""  # closed by the agent
+            except ConnectionResetError:
+                pass
+        took = time.monotonic() - started
+        assert 9.5 <= took < 30, took
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()

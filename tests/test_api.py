@@ -198,7 +198,7 @@ def test_list_tasks_filters(api, clock):
     assert ids("executor=a") == {done["id"]}
     assert ids("plugin=sleep") == {sleepy["id"]}
     assert ids("plugin=echo&status=Created") == {mine["id"]}
-    assert ids("status=NoSuchStatus") == set()  # filter values are matched exactly
+    assert ids("plugin=Echo") == set()  # filter values are matched exactly
 
 
 def test_get_task_includes_its_executions(api):
@@ -717,6 +717,43 @@ def test_get_task_wait_returns_when_the_task_is_final(api):
     assert r.json["status"] == "success" and r.json["result"] == {"ok": True}
 
 
+def test_get_task_waits_are_capped_at_a_quarter_of_the_threads(tmp_path, store):
+    """THREADS 8: two waits are held (with POST /agent/tasks waits, from one
+    pool); a third GET ?wait= answers at once with the task as it is."""
+    from tests.conftest import AppClient
+
+    api = AppClient(tmp_path, store, THREADS=8)
+    task = create(api)
+    replies = []
+    held = [threading.Thread(target=lambda: replies.append(
+        api.call("GET", "/tasks/" + task["id"], query_string="wait=30"))) for _ in range(2)]
+    for t in held:
+        t.start()
+    wait_for(lambda: api.dispatcher.watchers(task["id"]) == 2, 10, what="two GETs held")
+    third = []
+    extra = threading.Thread(target=lambda: third.append(
+        api.call("GET", "/tasks/" + task["id"], query_string="wait=30")))
+    extra.start()
+    extra.join(20)  # were it held, it would wait the 30 s
+    assert third and third[0].status_code == 200 and third[0].json["status"] == "Created"
+    assert api.dispatcher.watchers(task["id"]) == 2 and not replies
+    [run] = work(api, "a")
+    report(api, "a", run["id"], result=1)
+    for t in held:
+        t.join(20)
+    assert [r.json["status"] for r in replies] == ["success", "success"]
+    # the slots are free again: a new wait is held
+    second = create(api)
+    waiter = threading.Thread(target=lambda: api.call("GET", "/tasks/" + second["id"],
+                                                      query_string="wait=30"))
+    waiter.start()
+    wait_for(lambda: api.dispatcher.watchers(second["id"]) == 1, 10, what="a GET held again")
+    [run] = work(api, "a")
+    report(api, "a", run["id"], result=2)
+    waiter.join(20)
+    assert not waiter.is_alive()
+
+
 def test_get_task_wait_times_out_with_the_task_as_it_is(api):
     task = create(api)
     started = time.monotonic()
@@ -789,7 +826,8 @@ NOT_A_JSON_OBJECT = {
 def test_create_task_refuses_bodies_that_are_not_a_json_object(api, name):
     create(api)
     with unchanged(api):
-        assert_error(raw(api, "POST", "/tasks", NOT_A_JSON_OBJECT[name]), 400)
+        assert_error(raw(api, "POST", "/tasks", NOT_A_JSON_OBJECT[name]), 400,
+                     "args" if name == "deep-in-args" else None)
 
 
 @pytest.mark.parametrize("route", ["/heartbeat", "/agent/work", "/agent/results"])
@@ -804,7 +842,8 @@ def test_put_refuses_bodies_that_are_not_a_json_object(api):
     task = create(api)
     for name in ("malformed", "list", "empty", "deep-in-args"):
         with unchanged(api):
-            assert_error(raw(api, "PUT", "/tasks/" + task["id"], NOT_A_JSON_OBJECT[name]), 400)
+            assert_error(raw(api, "PUT", "/tasks/" + task["id"], NOT_A_JSON_OBJECT[name]), 400,
+                         "args" if name == "deep-in-args" else None)
 
 
 def test_nul_bytes_are_data_in_args_but_not_in_names(api):
@@ -832,9 +871,10 @@ def test_sql_looking_text_is_just_text(api, clock):
     odd = create(api, owner="x';DROP_TABLE_tasks;--", args=[sql], kwargs={sql: sql})
     assert get_task(api, odd["id"])["args"] == [sql]
     assert work(api, "x';DROP_TABLE_tasks;--")[0]["task_id"] == odd["id"]
-    for query in ("owner=" + sql, "status=' OR '1'='1", "plugin=echo' --", "executor=%27%3B"):
+    for query in ("owner=" + sql, "plugin=echo' --", "executor=%27%3B"):
         r = api.call("GET", "/tasks", query_string=query)
         assert r.status_code == 200 and r.json["total"] == 0, query
+    assert_error(api.call("GET", "/tasks", query_string="status=' OR '1'='1"), 400, "status")
     r = api.call("GET", "/executions", query_string="task_id=' OR 1=1 --")
     assert r.status_code == 200 and r.json["executions"] == []
     assert_error(api.call("GET", "/tasks/" + sql), 404)
@@ -844,6 +884,32 @@ def test_sql_looking_text_is_just_text(api, clock):
 
 
 # -- 400: query parameters ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,query,field", [
+    ("/tasks", "status=sucess", "status"), ("/tasks", "status=created", "status"),
+    ("/tasks", "status=", "status"), ("/tasks", "type=adhoc", "type"),
+    ("/executions", "status=sucess", "status"), ("/executions", "status=Created", "status"),
+    ("/audit", "role=root", "role"),
+])
+def test_a_filter_value_outside_its_choices_is_refused(api, path, query, field):
+    """A misspelt status is a mistake to say, not an empty page."""
+    create(api)
+    message = assert_error(api.call("GET", path, query_string=query), 400, field)
+    assert field + " must be one of" in message
+
+
+def test_every_status_is_a_valid_filter(api):
+    from octopus.constants import RunStatus, TaskStatus, TaskType
+
+    create(api)
+    for status in TaskStatus.ALL:
+        assert api.call("GET", "/tasks", query_string="status=" + status).status_code == 200
+    for kind in TaskType.ALL:
+        assert api.call("GET", "/tasks", query_string="type=" + kind).status_code == 200
+    for status in RunStatus.ALL:
+        assert api.call("GET", "/executions", query_string="status=" + status).status_code == 200
+    assert api.call("GET", "/tasks", query_string="status=Created").json["total"] == 1
 
 
 BAD_PAGES = ["limit=0", "limit=-1", "limit=x", "limit=5000", "limit=1001", "limit=", "limit=1.5",

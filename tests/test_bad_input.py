@@ -43,8 +43,9 @@ QUERY_PARAMS = (
     + [("/maintenance", p) for p in ("kind", "limit", "offset")]
 )
 # Text a route matches as given (a filter); any other parameter must refuse odd text.
-TEXT_PARAMS = {("/tasks", p) for p in ("status", "owner", "type", "executor", "plugin", "q")} | {
-    ("/executions", p) for p in ("task_id", "client", "status")}
+# A filter with a fixed set of values (status, type) refuses any other.
+TEXT_PARAMS = {("/tasks", p) for p in ("owner", "executor", "plugin", "q")} | {
+    ("/executions", p) for p in ("task_id", "client")}
 TASK_TEXT_FIELDS = ("plugin", "action", "owner", "type", "execution_start_time",
                     "execution_end_time", "interval", "timezone", "overlap", "catch_up")
 

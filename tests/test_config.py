@@ -134,3 +134,62 @@ def test_a_warning_that_floods_is_let_through_once_every_few_seconds():
         passed.append(keep.filter(record))
         now[0] += 0.25
     assert [i for i, ok in enumerate(passed) if ok] == [0, 40, 80]
+
+
+# -- OCTOPUS_* variables that are no setting --------------------------------------
+
+
+def test_an_unknown_octopus_variable_is_named_with_the_closest_setting():
+    env = {"OCTOPUS_CLIENT_TIMOUT": "5", "OCTOPUS_HEARTBEAT_INTERVAL": "3",  # an agent's
+           "OCTOPUS_SERVER_PORT": "1", "OCTOPUS_CONFIG": "x.conf", "OCTOPUS_SCREENSHOTS": "d",
+           "OCTOPUS_ORIGINAL_PYTHONPATH": "", "OCTOPUS_TEST_LEAK": "1", "PATH": "/bin",
+           "OCTOPUS_ZZZ": "1", "octopus_lower": "1"}
+    line = settings.unknown_environment(env)
+    assert "\n" not in line
+    assert line == ("ignoring environment variables: no such setting: OCTOPUS_CLIENT_TIMOUT "
+                    "(did you mean CLIENT_TIMEOUT?); OCTOPUS_ZZZ")
+    assert settings.unknown_environment({"OCTOPUS_LOG_LEVL": "DEBUG"}) == (
+        "ignoring an environment variable: no such setting: OCTOPUS_LOG_LEVL "
+        "(did you mean LOG_LEVEL?)")
+    assert settings.unknown_environment({"OCTOPUS_CLIENT_ID": "a", "HOME": "/"}) is None
+
+
+def test_every_octopus_variable_the_code_reads_is_a_setting_or_known():
+    """Variables read by name (not through a Setting) must not be warned about."""
+    import re
+
+    from octopus.harness import REPO_ROOT
+
+    used = set()
+    for folder in ("octopus", "tests", "scripts"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            used.update(re.findall(r"OCTOPUS_([A-Z0-9_]+)", path.read_text(errors="replace")))
+    unknown = {n for n in used if n not in settings._ALL_NAMES} - settings.NOT_SETTINGS
+    # names in these tests themselves, spelt wrong on purpose
+    assert unknown <= {"CLIENT_TIMOUT", "ZZZ", "LOG_LEVL", "HEARTBEAT_INTERVALL", "SERVR_URL",
+                       "THREADZ"}, unknown
+
+
+def test_the_server_agent_and_cli_warn_of_a_misspelt_variable_once(tmp_path):
+    import subprocess
+
+    from octopus.harness import Cluster
+
+    with Cluster(tmp_path, env={"OCTOPUS_THREADZ": "4"}) as cluster:
+        cluster.start_server()
+        cluster.start_agent("speller", env={"OCTOPUS_HEARTBEAT_INTERVALL": "2"})
+        server_log = (tmp_path / "server" / "logs" / "server.log").read_text()
+        [line] = [x for x in server_log.splitlines() if "no such setting" in x]
+        assert "WARNING" in line and "OCTOPUS_THREADZ (did you mean THREADS?)" in line
+        agent_log = (tmp_path / "agent-speller" / "logs" / "client.log").read_text()
+        [line] = [x for x in agent_log.splitlines() if "no such setting" in x]
+        assert "OCTOPUS_HEARTBEAT_INTERVALL (did you mean HEARTBEAT_INTERVAL?)" in line
+        assert "OCTOPUS_THREADZ" in line  # the agent sees the server's misspelling too
+        done = subprocess.run(cluster.command + ["tasks", "list", "--server-url", cluster.url],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(cluster._env, OCTOPUS_SERVR_URL="x"))
+        assert done.returncode == 0, done.stderr
+        warnings = [x for x in done.stderr.splitlines() if "no such setting" in x]
+        assert warnings == ["octopus: warning: ignoring environment variables: no such setting: "
+                            "OCTOPUS_SERVR_URL (did you mean SERVER_URL?); OCTOPUS_THREADZ "
+                            "(did you mean THREADS?)"]

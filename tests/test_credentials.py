@@ -373,4 +373,27 @@ def test_an_agent_whose_proposed_token_is_refused_makes_a_new_one(cluster, monke
     client.close()
     api = cluster.api()
     assert api.call("POST", "/heartbeat", {"client": "fresh"}, token="f" * 43)[0] == 200
+
+
+def test_an_enrolled_agent_restarts_without_the_shared_token(cluster):
+    """Only enrolling needs the shared token: restarted with no
+    OCTOPUS_AGENT_TOKEN at all, an enrolled agent runs on its own token."""
+    cluster.start_server()
+    cluster.start_agent("solo", env={"OCTOPUS_HEARTBEAT_INTERVAL": "1"})
+    assert cluster.agents["solo"].stop() == 0
+    del cluster._env["OCTOPUS_AGENT_TOKEN"]  # nor is there an agent.token in its data dir
+    assert not (cluster.root / "agent-solo" / "agent.token").exists()
+    solo = cluster.start_agent("solo", env={"OCTOPUS_HEARTBEAT_INTERVAL": "1"})
+    api = cluster.api()
+    assert cluster.run_task(api, {"plugin": "echo", "action": "echo", "owner": "solo"})[
+        "status"] == "success"
+    # A name that never enrolled still needs it, and says so at start.
+    fresh = cluster.start_agent("fresh", wait=False)
+    wait_for(lambda: not fresh.alive(), 20, what="the agent without a token to exit")
+    assert fresh.stop() != 0 and "no agent token" in fresh.log()
+    assert "Traceback" not in fresh.log()
+    # Forgotten, it would have to enroll again: it stops and says what it needs.
+    assert api.call("DELETE", "/agents/solo")[0] == 204
+    wait_for(lambda: not solo.alive(), 20, what="the forgotten agent to stop")
+    assert "no shared agent token" in solo.log() and "OCTOPUS_AGENT_TOKEN" in solo.log()
     api.close()

@@ -371,6 +371,28 @@ def test_cancel_then_delete_a_sleep_task_from_its_detail_view(page, cluster):
     api.close()
 
 
+def test_a_task_with_big_arguments_is_listed_and_its_detail_shows_them_whole(page, cluster):
+    """Listings carry 2 KiB previews (``truncated``); the detail view and a
+    run's output panel fetch the whole values."""
+    api = cluster.api()
+    big = "b" * 6000 + "-THE-END"
+    task = cluster.run_task(api, {"plugin": "echo", "action": "echo", "args": [big]})
+    _, listed = api.call("GET", "/tasks?limit=1")
+    assert listed["tasks"][0]["truncated"] == ["args", "result"]
+    api.close()
+    signed_in(page, "tasks")
+    row = page.locator("table tbody tr", has_text=task["id"][:8])
+    expect(row).to_be_visible()
+    row.get_by_role("link").first.click()
+    expect(page.locator(".head .badge")).to_have_text("success")
+    panel = page.get_by_role("region", name="Arguments and result")
+    expect(panel.locator("pre").first).to_contain_text("-THE-END")
+    cell = page.locator("table.runs tbody tr").first.locator("td").nth(6)
+    expect(cell).to_have_attribute("title", re.compile(r"^\{\"args\":\[\"b+…$"))
+    page.get_by_role("button", name=re.compile("^Output of run")).first.click()
+    expect(page.locator("pre.output")).to_contain_text("-THE-END")
+
+
 def test_a_scheduled_task_form_shows_the_next_five_times_of_its_cron(page):
     signed_in(page, "tasks/new")
     page.get_by_label("Type").select_option("Scheduled")
@@ -452,10 +474,11 @@ def test_skip_link_focuses_the_view_and_keeps_the_route(page):
     assert page.url.endswith("#/tasks?status=failed")
     expect(page.get_by_label("Status")).to_have_value("failed")
     expect(page).to_have_title("Tasks · Octopus")
-    # A status from the URL that the list does not know is shown, not silently dropped.
+    # A status from the URL that the list does not know is shown, not silently
+    # dropped, and so is the server's refusal of it (400 naming status).
     page.goto(page.base + "/#/tasks?status=bogus")
     expect(page.get_by_label("Status")).to_have_value("bogus")
-    expect(page.locator(".note.empty")).to_have_text("No task matches these filters.")
+    expect(page.locator(".banner.error")).to_contain_text("status must be one of Created")
 
 
 FAKE = "f" * 32

@@ -480,3 +480,55 @@ def test_catch_up_all_with_overlap_queue_runs_the_missed_slots_one_after_another
     started = store.claim_runs("a", 4) + store.claim_runs("b", 4)
     assert len(started) == 1  # the other two wait their turn
     assert [r["status"] for r in runs(store, task["id"])].count("queued") == 2
+
+
+# -- near the year 9999 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "interval=0%200%2029%202%201&execution_start_time=9999-01-01T00:00:00Z",
+    "type=Interval&interval=100000000&execution_start_time=9999-12-31T00:00:00Z",
+    "interval=*%20*%20*%20*%20*&execution_start_time=9999-12-31T23:58:00Z",
+    "type=Interval&interval=86400&execution_start_time=9999-12-28T00:00:00Z&count=5",
+])
+def test_a_preview_running_past_the_year_9999_is_a_400(api, query):
+    r = api.call("GET", "/schedule/preview", query_string=query)
+    message = assert_error(r, 400, "execution_start_time")
+    assert "9999" in message and "runs fit" in message
+    fits = api.call("GET", "/schedule/preview", query_string=query.replace("9999-", "9980-"))
+    assert fits.status_code == 200 and len(fits.json["next"]) == 5
+
+
+@pytest.mark.parametrize("fields", [
+    {"type": "Scheduled", "interval": "* * * * *", "execution_start_time": "9999-12-31T23:59:30Z"},
+    {"type": "Scheduled", "interval": "0 0 29 2 *", "execution_start_time": "9999-01-01T00:00:00Z",
+     "timezone": "Pacific/Kiritimati"},
+])
+def test_a_task_with_no_run_before_the_year_10000_is_a_400(api, fields):
+    with unchanged(api):
+        assert_error(api.call("POST", "/tasks", dict(ECHO, **fields)), 400,
+                     "execution_start_time")
+
+
+def test_a_task_whose_next_slot_is_past_the_year_9999_runs_its_last_slot_then_ends(store, clock):
+    """Its last slot fires like any other; no later one exists, so the window closes
+    (today the slot was never run: computing the next one failed first)."""
+    scheduler, _ = make(store, clock)
+    start = parse_iso("9999-12-31T00:00:00Z")
+    task, _ = store.create_task(every(100_000_000, execution_start_time=iso(start)))
+    clock.now = start + 1
+    store.heartbeat("a", {"concurrency": 4})
+    scheduler.release_due(clock())
+    [run] = store.claim_runs("a", 4)
+    assert run["task_id"] == task["id"] and run["due_at"] == iso(start)
+    assert store.get_task(task["id"])["next_run_at"] is None
+    finish(store, "a", run)
+    assert store.get_task(task["id"])["status"] == "Done"
+    # A cron's last slot before the year 10000 too.
+    cron, _ = store.create_task(dict(BASE, type="Scheduled", interval="59 23 31 12 *",
+                                     execution_start_time="9999-12-31T00:00:00Z"))
+    clock.now = parse_iso("9999-12-31T23:59:00.5Z")
+    scheduler.release_due(clock())
+    [slot] = runs(store, cron["id"])
+    assert slot["due_at"] == "9999-12-31T23:59:00.000Z"
+    assert store.get_task(cron["id"])["next_run_at"] is None

@@ -28,10 +28,14 @@ WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
 
 
+def agent_name(config):
+    return config.CLIENT_ID or socket.gethostname()
+
+
 class Agent:
     def __init__(self, config, token, on_exit=None):
         self.config = config
-        self.name = config.CLIENT_ID or socket.gethostname()
+        self.name = agent_name(config)
         home = config.path("agent")
         # The shared token until the agent has enrolled (see identity.py).
         self._identity = Identity(home, self.name, token, self._revoked)

@@ -49,7 +49,9 @@ class Identity:
         self.revoked = False
 
     def token(self):
-        return self._own if self._enrolled else self._shared
+        # No shared token (an enrolled agent may start without one): "" gets a
+        # 401 while enroll() says why the agent cannot enroll again.
+        return self._own if self._enrolled else (self._shared or "")
 
     @property
     def ready(self):
@@ -60,6 +62,12 @@ class Identity:
         Unreachable when it could not (the caller retries), except that a name
         the server will not enroll stops the agent."""
         if self.ready or self.revoked:
+            return
+        if not self._shared:
+            self._stop("agent %s has to enroll (again: the server does not know the token in "
+                       "%s) and has no shared agent token to do it with: set "
+                       "OCTOPUS_AGENT_TOKEN to the server's agent token"
+                       % (self.name, self.path))
             return
         with self._lock:
             if not self._own:
@@ -115,6 +123,12 @@ class Identity:
         self.revoked = True
         log.error(message)
         self._on_revoked()
+
+
+def has_own_token(folder, name):
+    """Whether agent ``name`` keeps its own token in ``folder``: then it starts
+    without the shared agent token, which only enrolling needs."""
+    return _read(os.path.join(folder, FILE), name) is not None
 
 
 def _read(path, name):

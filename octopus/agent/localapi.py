@@ -13,16 +13,15 @@ token of its own.  Standard library only, like the rest of the agent.
 """
 import collections
 import hmac
-import http.server
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import urllib.parse
 
 from octopus.agent.client import ServerError, Unreachable
+from octopus.agent.localhttp import ApiError, Server
 from octopus.config import ConfigError, load_or_create_token
 from octopus.timeutil import iso
 
@@ -30,22 +29,12 @@ log = logging.getLogger("octopus.agent")
 
 HOST = "127.0.0.1"  # never another address: this API can run code on the host
 TOKEN_FILE = "local-api.token"
-MAX_BODY = 1024 * 1024
 MAX_WAIT = 60          # seconds a POST /tasks?wait= may hold, as the server's GET /tasks/{id}
-MAX_CONNECTIONS = 16   # requests served at once; more are answered 503 at once
-READ_TIMEOUT = 10.0    # seconds a client may take to send its request
 RECENT_RUNS = 100
 TASK_FIELDS = ("plugin", "action", "args", "kwargs", "timeout")
 PASSED_ON = (400, 404, 409, 413)  # server refusals that are the local caller's to fix
 _RUN_ID = re.compile(r"[1-9][0-9]{0,17}")
 _TASK_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class ApiError(Exception):
-    def __init__(self, status, message, field=None, headers=None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-        self.headers = headers or {}
 
 
 def start(agent, client_factory):
@@ -101,7 +90,7 @@ class LocalApi:
         self._client = client_factory
         self._token = token.encode("utf-8")
         self._ledger = Ledger()
-        self._http = _Server(self, port)
+        self._http = Server(self, (HOST, port))
         self._thread = threading.Thread(target=self._http.serve_forever, name="agent-local-api",
                                         daemon=True)
         self._thread.start()
@@ -260,106 +249,3 @@ def _json_object(data):
 
 def _no_constant(name):
     raise ValueError("%s is not a JSON number" % name)
-
-
-def _error_body(message, field=None):
-    return {"error": {"message": message, "field": field}}
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, api, port):
-        self.api = api
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__((HOST, port), _Handler)
-
-    def process_request(self, request, client_address):
-        # Bounded, so no local process can make the agent start threads without end.
-        if not self._slots.acquire(blocking=False):
-            body = json.dumps(_error_body("too many requests at once; try again")).encode()
-            try:
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: "
-                                b"application/json\r\nContent-Length: %d\r\nConnection: close"
-                                b"\r\n\r\n%s" % (len(body), body))
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "octopus-agent"
-    sys_version = ""
-    timeout = READ_TIMEOUT
-
-    def __getattr__(self, name):
-        # http.server answers a method it has no do_X for with an HTML 501:
-        # every method goes through one place, so it is a JSON 404, 401 or 405.
-        if name.startswith("do_"):
-            return self._handle
-        raise AttributeError(name)
-
-    def _handle(self):
-        headers = {}
-        try:
-            status, body = self.server.api.handle(self.command, self.path, self.headers,
-                                                  self._read_body)
-        except ApiError as e:
-            status, body, headers = e.status, _error_body(e.message, e.field), e.headers
-        except Exception:  # a bug here: logged with its traceback, never sent
-            log.exception("Local API: %s %s failed", self.command, self.path.split("?")[0][:200])
-            status, body = 500, _error_body("internal error; see the agent's log")
-        self._reply(status, body, headers)
-
-    def _read_body(self):
-        if self.headers.get("Transfer-Encoding"):
-            raise ApiError(411, "send the body with a Content-Length, not chunked")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise ApiError(400, "Content-Length is not a number")
-        if not 0 <= length <= MAX_BODY:
-            raise ApiError(413, "request body is larger than %d bytes" % MAX_BODY)
-        try:
-            data = self.rfile.read(length)
-        except socket.timeout:
-            raise ApiError(408, "request body not received within %gs" % READ_TIMEOUT)
-        if len(data) < length:
-            raise ApiError(400, "request body is shorter than its Content-Length")
-        return data
-
-    def send_error(self, code, message=None, explain=None):
-        # http.server's own refusals (a garbled request line, headers too
-        # long): JSON like every other answer.
-        self.close_connection = True
-        self._reply(code, _error_body(message or "bad request"))
-
-    def _reply(self, status, body, headers=()):
-        data = json.dumps(body).encode("utf-8")
-        try:
-            self.send_response(status)
-            for name, value in dict(headers).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        except OSError:  # the client left: nothing to tell it
-            pass
-        self.close_connection = True
-
-    def log_message(self, fmt, *args):
-        # The request line only: headers, and so the token, are never logged.
-        log.debug("Local API %s: " + fmt, self.client_address[0], *args)

@@ -5,6 +5,7 @@ import time
 
 import falcon
 
+from octopus import nesting
 from octopus.constants import MAX_RESULT, RunStatus, run_error
 from octopus.server.auth import AGENT, check_client
 from octopus.server.dispatch import hand_out
@@ -295,7 +296,8 @@ class ResultsResource:
         self._dispatcher = dispatcher
 
     def on_post(self, req, resp):
-        body = read_json(req, max_bytes=RESULTS_MAX_BODY)
+        # A result nested too deep fails its run (_result), not the batch.
+        body = read_json(req, max_bytes=RESULTS_MAX_BODY, max_depth=None)
         name = check_client(req, agent_name(body.get("client")))
         results = body.get("results")
         if not isinstance(results, list) or not 0 < len(results) <= MAX_RESULTS:
@@ -321,6 +323,20 @@ class ResultsResource:
                 "message": "no result recorded: " + rejected[0][1], "field": "results"})
 
 
+def _result_problem(result):
+    """Why a reported result cannot be stored as it is, or None."""
+    deep = "the result nests arrays and objects more than %d levels deep" % nesting.MAX_DEPTH
+    try:
+        text = dumps(result)
+    except RecursionError:
+        return deep
+    if nesting.nests_deeper(text):
+        return deep
+    if len(text) > MAX_RESULT:
+        return "the result is larger than %d bytes of JSON" % MAX_RESULT
+    return None
+
+
 def _result(item):
     """A reported result, mended where it can be so the run is settled, not lost.
 
@@ -336,8 +352,8 @@ def _result(item):
     problem = None
     if status not in RunStatus.REPORTED:
         problem = "status must be one of %s, not %r" % (", ".join(RunStatus.REPORTED), status)
-    elif len(dumps(result)) > MAX_RESULT:
-        problem = "the result is larger than %d bytes of JSON" % MAX_RESULT
+    else:
+        problem = _result_problem(result)
     if problem:
         status, result = RunStatus.FAILED, run_error("BadReport", "the agent's report: " + problem)
     output = item.get("output")

@@ -29,7 +29,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
 
     app.add_route("/health", system.HealthResource(store, dispatcher, clock))
     app.add_route("/tasks", tasks.TasksResource(config, store, registry, dispatcher))
-    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher))
+    waits = tasks.wait_slots(config)
+    app.add_route("/tasks/{task_id}", tasks.TaskResource(store, registry, dispatcher, waits))
     app.add_route("/tasks/{task_id}/cancel", tasks.CancelResource(store, dispatcher))
     app.add_route("/executions", tasks.ExecutionsResource(store))
     app.add_route("/executions/{run_id:int(min=1, max=%d)}" % agents.MAX_ID, tasks.ExecutionResource(store))
@@ -49,7 +50,8 @@ def create_app(config, store, registry, dispatcher, admin_token, agent_token, st
                                                      counted))
     app.add_route("/metrics", metrics.MetricsResource(counted, store, dispatcher))
     app.add_route("/agent/results", agents.ResultsResource(store, dispatcher))
-    app.add_route("/agent/tasks", tasks.AgentTasksResource(config, store, registry, dispatcher))
+    app.add_route("/agent/tasks", tasks.AgentTasksResource(config, store, registry, dispatcher,
+                                                           waits))
     app.add_route("/plugins", system.PluginsResource(registry))
     app.add_route("/plugins/{name}", system.PluginSourceResource(registry))
     app.add_route("/openapi.json", OpenApiResource())

@@ -11,6 +11,7 @@ the change.
 import logging
 
 from octopus.server import validate
+from octopus.server.auth import ADMIN, AGENT
 from octopus.store.audit import AUDIT_FILTERS
 
 log = logging.getLogger("octopus.server")
@@ -62,6 +63,7 @@ class AuditResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, AUDIT_FILTERS + ("limit", "before"))
+        validate.choice_params(req, {"role": (ADMIN, AGENT)})
         limit = validate.int_param(req, "limit", 100, 1, 1000)
         before = validate.int_param(req, "before", None, 1, MAX_ID)
         filters = {k: req.get_param(k) for k in AUDIT_FILTERS if req.get_param(k) is not None}

@@ -6,6 +6,7 @@ import re
 import apsw
 import falcon
 
+from octopus import nesting
 from octopus.store.guard import DatabaseUnusable
 
 log = logging.getLogger("octopus.server")
@@ -66,8 +67,13 @@ def unusable(why):
     return ApiError(falcon.HTTP_503, why, headers={"Retry-After": "30"})
 
 
-def read_json(req, kind=dict, max_bytes=MAX_BODY):
-    """The request body as JSON of type ``kind``; 400/413 otherwise."""
+def read_json(req, kind=dict, max_bytes=MAX_BODY, max_depth=nesting.MAX_DEPTH, items=None):
+    """The request body as JSON of type ``kind``; 400/413 otherwise.
+
+    Arrays and objects may nest ``max_depth`` levels under each field (None:
+    any depth the parser takes; the caller checks); a field of an array of
+    objects is named ``items[3].field``.
+    """
     length = req.content_length
     too_large = ApiError(falcon.HTTP_413, "request body is larger than %d bytes" % max_bytes)
     if length is not None and length > max_bytes:
@@ -81,13 +87,27 @@ def read_json(req, kind=dict, max_bytes=MAX_BODY):
         value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
         if _SURROGATE_ESCAPE.search(data):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as e:
+    except RecursionError:
+        raise too_deep(nesting.deep_field(data, max_depth or nesting.MAX_DEPTH), max_depth, items)
+    except ValueError as e:
         raise bad_request("request body is not valid JSON: %s" % (str(e)[:200],))
+    if max_depth and nesting.nests_deeper(data, max_depth + (2 if isinstance(value, list) else 1)):
+        raise too_deep(nesting.deep_field(data, max_depth), max_depth, items)
     if not isinstance(value, kind):
         names = {dict: "object", list: "array"}
         raise bad_request("request body must be a JSON %s" % " or ".join(
             names[k] for k in (kind if isinstance(kind, tuple) else (kind,))))
     return value
+
+
+def too_deep(field, max_depth, items=None):
+    """400 for JSON nested more than ``max_depth`` levels under ``field``
+    (``[3].args`` within an array body, named ``items[3].args``)."""
+    if field and field.startswith("[") and items:
+        field = items + field
+    where = field or "request body"
+    return bad_request("%s nests arrays and objects more than %d levels deep"
+                       % (where, max_depth or nesting.MAX_DEPTH), field)
 
 
 def _no_constant(name):

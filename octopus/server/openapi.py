@@ -13,6 +13,7 @@ import copy
 import re
 
 from octopus import __version__
+from octopus.constants import RunStatus, TaskStatus, TaskType
 from octopus.plugins import MAX_PLUGIN_BYTES
 from octopus.server import agents, overview, tasks, validate
 from octopus.server.auth import ADMIN, AGENT, METRICS, PUBLIC
@@ -103,6 +104,7 @@ def _error(why):
 BAD = {400: "A field or query parameter is missing, unknown, of the wrong type or out of "
             "range; the body is not a JSON object."}
 PAGE_PARAMS = [query(n, k, d, lo, hi) for n, k, d, lo, hi in PAGE]
+CHOICES = {"status": {"enum": list(TaskStatus.ALL)}, "type": {"enum": list(TaskType.ALL)}}
 TASK_PATH = path("task_id", TASK_ID)
 NO_TASK = {404: "No such task."}
 AGENT_PATH = path("name", {"type": "string"})
@@ -119,7 +121,8 @@ ROUTES = {
                        ref("TaskInput"),
                        array(ref("TaskInput"), minItems=1, maxItems=tasks.MAX_BULK)]})),
         "get": op(ADMIN, "List tasks, newest first, filtered and paged.", ref("TaskList"),
-                  errors=BAD, params=[query(f, description="Exact match.") for f in FILTERS]
+                  errors=BAD, params=[query(f, description="Exact match.", **CHOICES.get(f, {}))
+                                      for f in FILTERS]
                   + PAGE_PARAMS + [query("q", maxLength=validate.MAX_QUERY,
                                          description="Text search.")]),
     },
@@ -128,7 +131,8 @@ ROUTES = {
                   errors={**BAD, **NO_TASK}, params=[
                       TASK_PATH,
                       query("wait", "number", 0, 0, tasks.MAX_WAIT,
-                            "Seconds to hold the reply until the task is final."),
+                            "Seconds to hold the reply until the task is final; past THREADS "
+                            "/ 4 waits held at once, the task is answered at once as it is."),
                       query("executions", "integer", MAX_PAGE, 0, MAX_PAGE)]),
         "put": op(ADMIN, "Change a task's definition (a partial update).", ref("Task"),
                   body=json_body(ref("TaskChanges")), params=[TASK_PATH],
@@ -143,7 +147,8 @@ ROUTES = {
     },
     "/executions": {
         "get": op(ADMIN, "List runs, newest first.", ref("ExecutionList"), errors=BAD,
-                  params=[query("task_id"), query("client"), query("status")] + PAGE_PARAMS),
+                  params=[query("task_id"), query("client"),
+                          query("status", enum=list(RunStatus.ALL))] + PAGE_PARAMS),
     },
     "/executions/{run_id}": {
         "get": op(ADMIN, "One run, with its output.", ref("ExecutionWithOutput"),
@@ -218,7 +223,8 @@ ROUTES = {
     "/audit": {
         "get": op(ADMIN, "The audit log: who changed what, when, from where; newest first.",
                   ref("AuditPage"), errors=BAD,
-                  params=[query(n) for n in AUDIT_FILTERS] + [
+                  params=[query(n, **({"enum": [ADMIN, AGENT]} if n == "role" else {}))
+                          for n in AUDIT_FILTERS] + [
                       query("limit", "integer", 100, 1, MAX_PAGE),
                       query("before", "integer", None, 1, agents.MAX_ID,
                             description="An entry id: the page of entries older than it "

@@ -5,9 +5,11 @@ promise a number the server does not keep.  Request schemas are as strict as
 the server (task bodies refuse unknown fields); reply schemas name the fields
 a client may rely on and allow more, so a new column is not a broken contract.
 """
-from octopus import schedule
-from octopus.constants import CatchUp, Overlap, RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus import nesting, schedule
+from octopus.constants import (MAX_RESULT, CatchUp, Overlap, RunStatus, TaskOwnership,
+                               TaskStatus, TaskType)
 from octopus.server import agents, validate
+from octopus.store import previews
 
 NULL_STRING = {"type": "string", "nullable": True}
 NULL_NUMBER = {"type": "number", "nullable": True}
@@ -28,6 +30,10 @@ TASK_ID = {"type": "string", "description": "32 lowercase hex characters."}
 # that is not one is ignored rather than refused.
 LENIENT_IDS = {"description": "An array of run ids; anything else, or an item that is not "
                               "one, is ignored."}
+
+
+DEPTH = ("Arrays and objects nested at most %d levels (as every JSON field of a request; "
+         "deeper is a 400 naming the field)." % nesting.MAX_DEPTH)
 
 
 def ref(name):
@@ -58,8 +64,8 @@ def _task_input(required):
     props = {
         "plugin": NAME,
         "action": NAME,
-        "args": array(ANY),
-        "kwargs": {"type": "object"},
+        "args": array(ANY, description=DEPTH),
+        "kwargs": {"type": "object", "description": DEPTH},
         "owner": {"type": "string", "minLength": 1, "maxLength": validate.MAX_NAME,
                   "description": "%s, %s or an agent's name (an agent that never connects "
                                  "leaves the task Created)." % (TaskOwnership.ANYONE,
@@ -84,9 +90,24 @@ def _task_input(required):
     return obj(props, required, closed=True)
 
 
+PREVIEW_TEXT = {"type": "string", "description": "A value named in truncated: the first %d "
+                                                 "bytes of its JSON text." % previews.PREVIEW}
+TRUNCATED = array({"type": "string", "enum": ["args", "kwargs", "result"]}, description=(
+    "The fields given as a string of their JSON text instead of their value: in listings "
+    "(GET /tasks, GET /executions, a task's executions) each value over %d bytes of JSON, cut "
+    "to its first %d bytes; elsewhere (present only then) a value stored nested deeper than "
+    "%d levels, whole. GET /tasks/{id} and GET /executions/{id} give the values whole."
+    % (previews.PREVIEW, previews.PREVIEW, nesting.READ_DEPTH)))
+
+
+def _or_text(schema):
+    return {"anyOf": [schema, PREVIEW_TEXT]}
+
+
 TASK = obj({
     "id": TASK_ID, "owner": {"type": "string"}, "plugin": {"type": "string"},
-    "action": {"type": "string"}, "args": array(ANY), "kwargs": {"type": "object"},
+    "action": {"type": "string"}, "args": _or_text(array(ANY)),
+    "kwargs": _or_text({"type": "object"}), "truncated": TRUNCATED,
     "type": {"type": "string", "enum": list(TaskType.ALL)},
     "execution_start_time": NULL_TIME, "execution_end_time": NULL_TIME,
     "interval": NULL_STRING, "timezone": NULL_STRING, "timeout": NULL_NUMBER,
@@ -104,7 +125,7 @@ TASK = obj({
 EXECUTION = obj({
     "id": RUN_ID, "task_id": TASK_ID, "client": NULL_STRING,
     "status": {"type": "string", "enum": list(RunStatus.PENDING + RunStatus.FINAL)},
-    "attempt": {"type": "integer"}, "due_at": NULL_TIME, "result": ANY,
+    "attempt": {"type": "integer"}, "due_at": NULL_TIME, "result": ANY, "truncated": TRUNCATED,
     "created_at": TIME, "updated_at": TIME, "started_at": NULL_TIME,
     "finished_at": NULL_TIME, "duration": NULL_NUMBER,
 }, required=("id", "task_id", "status"))
@@ -210,7 +231,9 @@ SCHEMAS = {
         "status": dict(ANY, description="One of %s; anything else is recorded as failed "
                                         "(the run's result says why: BadReport)."
                                         % ", ".join(RunStatus.REPORTED)),
-        "result": ANY,
+        "result": dict(ANY, description="Over %d bytes of JSON, or nested more than %d "
+                                        "levels: the run is recorded as failed (BadReport)."
+                                        % (MAX_RESULT, nesting.MAX_DEPTH)),
         # The server mends these rather than refuse a batch of results: a run
         # must be settled, not lost, whatever an agent wrote.
         "output": dict(ANY, description="Text; anything else is recorded as no output."),

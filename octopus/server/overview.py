@@ -60,9 +60,14 @@ class SchedulePreviewResource:
         interval = validate.interval_field(body["interval"], kind, tz)
         start = validate.time_field(body, "execution_start_time")
         task = dict(body, interval=interval, execution_start_time=start)
-        now = self._clock()
-        times = [first_slot(task, now)]
-        anchor = parse_iso(start) if start else times[0]
-        while len(times) < count:
-            times.append(schedule.next_fire(kind, interval, schedule.zone(tz), anchor, times[-1]))
+        times = []
+        try:
+            times.append(first_slot(task, self._clock()))
+            anchor = parse_iso(start) if start else times[0]
+            while len(times) < count:
+                times.append(schedule.next_fire(kind, interval, schedule.zone(tz), anchor,
+                                                times[-1]))
+        except schedule.ScheduleError as e:  # EndOfTime: near the year 9999
+            raise bad_request("execution_start_time: %s (%d of %d runs fit)"
+                              % (e, len(times), count), "execution_start_time")
         resp.media = {"next": [iso(t) for t in times], "interval": interval, "timezone": tz}

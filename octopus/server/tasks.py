@@ -4,7 +4,7 @@ import threading
 
 import falcon
 
-from octopus.constants import TaskOwnership, TaskStatus, TaskType
+from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
 from octopus.server import validate
 from octopus.server.audit import note
 from octopus.server.auth import ADMIN, AGENT, check_client
@@ -27,7 +27,7 @@ class TasksResource:
 
     def on_post(self, req, resp):
         """One task (a JSON object), or up to MAX_BULK (an array, all or none)."""
-        body = read_json(req, kind=(dict, list))
+        body = read_json(req, kind=(dict, list), items="tasks")
         many = isinstance(body, list)
         if many and not 0 < len(body) <= MAX_BULK:
             raise bad_request("a list of tasks must hold 1 to %d tasks" % MAX_BULK, "tasks")
@@ -55,6 +55,7 @@ class TasksResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, FILTERS + ("limit", "offset", "q"))
+        validate.choice_params(req, {"status": TaskStatus.ALL, "type": TaskType.ALL})
         filters = {k: req.get_param(k) for k in FILTERS if req.get_param(k) is not None}
         limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
         offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
@@ -88,8 +89,21 @@ def audit_created(req, tasks):
             "plugin", "action", "owner", "type")})
 
 
-def wait_final(store, dispatcher, task_id, wait, runs=MAX_PAGE):
-    """The task once it is final, or after ``wait`` seconds; None if it is gone."""
+def wait_slots(config):
+    """The waits ``?wait=`` may hold at once (GET /tasks/{id}, POST /agent/tasks).
+
+    A wait holds one of the server's ordinary threads: a few at a time, so
+    long-polls cannot starve heartbeats and results.  Past the cap a request
+    is answered at once with the task as it is.
+    """
+    return threading.BoundedSemaphore(max(1, config.THREADS // 4))
+
+
+def wait_final(store, dispatcher, slots, task_id, wait, runs=MAX_PAGE):
+    """The task once it is final, or after ``wait`` seconds; None if it is gone
+    or every wait slot is taken (then the caller answers with what it has)."""
+    if not slots.acquire(blocking=False):
+        return None
     event = dispatcher.watch_task(task_id)
     try:
         task = store.get_task(task_id, with_executions=True, runs=runs)
@@ -99,6 +113,7 @@ def wait_final(store, dispatcher, task_id, wait, runs=MAX_PAGE):
         return task
     finally:
         dispatcher.unwatch_task(task_id, event)
+        slots.release()
 
 
 class AgentTasksResource:
@@ -110,14 +125,12 @@ class AgentTasksResource:
 
     auth = AGENT
 
-    def __init__(self, config, store, registry, dispatcher):
+    def __init__(self, config, store, registry, dispatcher, waits):
         self._config = config
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
-        # A wait holds one of the server's ordinary threads: a few at a time,
-        # so agents' local APIs cannot starve heartbeats and results.
-        self._waits = threading.BoundedSemaphore(max(1, config.THREADS // 4))
+        self._waits = waits  # wait_slots: shared with GET /tasks/{id}?wait=
 
     def on_post(self, req, resp):
         validate.only_params(req, ("wait",))
@@ -137,21 +150,20 @@ class AgentTasksResource:
         [task] = create(self._config, self._store, self._dispatcher,
                         [validate.task_fields(body, self._registry)])
         audit_created(req, [task])
-        if wait and self._waits.acquire(blocking=False):  # else answered at once
-            try:
-                task = wait_final(self._store, self._dispatcher, task["id"], wait) or task
-            finally:
-                self._waits.release()
+        if wait:
+            task = wait_final(self._store, self._dispatcher, self._waits, task["id"],
+                              wait) or task
         resp.status = falcon.HTTP_201
         resp.location = "/tasks/" + task["id"]
         resp.media = task
 
 
 class TaskResource:
-    def __init__(self, store, registry, dispatcher):
+    def __init__(self, store, registry, dispatcher, waits):
         self._store = store
         self._registry = registry
         self._dispatcher = dispatcher
+        self._waits = waits  # wait_slots
 
     def on_get(self, req, resp, task_id):
         validate.only_params(req, ("wait", "executions"))
@@ -161,7 +173,8 @@ class TaskResource:
         if task is None:
             raise not_found("no task %s" % task_id[:64])
         if wait and task["status"] not in TaskStatus.FINAL:
-            task = wait_final(self._store, self._dispatcher, task_id, wait, runs) or task
+            task = wait_final(self._store, self._dispatcher, self._waits, task_id, wait,
+                              runs) or task
         resp.media = task
 
     def on_put(self, req, resp, task_id):
@@ -223,6 +236,7 @@ class ExecutionsResource:
 
     def on_get(self, req, resp):
         validate.only_params(req, ("task_id", "client", "status", "limit", "offset"))
+        validate.choice_params(req, {"status": RunStatus.ALL})
         limit = validate.int_param(req, "limit", 100, 1, MAX_PAGE)
         offset = validate.int_param(req, "offset", 0, 0, validate.MAX_OFFSET)
         runs = self._store.list_executions(

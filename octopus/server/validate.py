@@ -251,6 +251,16 @@ def float_param(req, name, default, low, high):
     return value
 
 
+def choice_params(req, options):
+    """Filters with a fixed set of values (``{"status": TaskStatus.ALL}``): any
+    other value is a mistake, answered like an unknown parameter, not with an
+    empty page."""
+    for name, allowed in options.items():
+        value = req.get_param(name)
+        if value is not None and value not in allowed:
+            raise bad_request("%s must be one of %s" % (name, ", ".join(allowed)), name)
+
+
 def only_params(req, allowed):
     for name, value in req.params.items():
         if name not in allowed:

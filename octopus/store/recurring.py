@@ -15,7 +15,7 @@ the same target is still pending is skipped and recorded as ``skipped``
 import logging
 
 from octopus.constants import CatchUp, Overlap, RunStatus, TaskOwnership, TaskStatus
-from octopus.schedule import ScheduleError, next_fire, zone
+from octopus.schedule import ScheduleError, next_fire, next_fire_or_none, zone
 from octopus.store.db import dumps
 from octopus.timeutil import iso, parse_iso
 
@@ -54,8 +54,8 @@ def reschedule(task, changed, now, last_due):
     elif set(changed) == {"execution_end_time"}:
         following = parse_iso(task["next_run_at"]) if task["next_run_at"] else None
     else:
-        following = next_fire(task["type"], task["interval"], zone(task["timezone"]),
-                              _anchor(task), max(now, last_due or now))
+        following = next_fire_or_none(task["type"], task["interval"], zone(task["timezone"]),
+                                      _anchor(task), max(now, last_due or now))
     end = task["execution_end_time"]
     return None if following is None or (end and following > parse_iso(end)) else following
 
@@ -66,15 +66,19 @@ def due_slots(task, now):
     anchor = _anchor(task)
     end = parse_iso(task["execution_end_time"]) if task["execution_end_time"] else None
     due = [parse_iso(task["next_run_at"])]
-    following = next_fire(task["type"], task["interval"], tz, anchor, due[-1])
-    while following <= now and len(due) < MAX_CATCH_UP:
+
+    def after(ts):  # None past the last time there is: the window closes there
+        return next_fire_or_none(task["type"], task["interval"], tz, anchor, ts)
+
+    following = after(due[-1])
+    while following is not None and following <= now and len(due) < MAX_CATCH_UP:
         due.append(following)
-        following = next_fire(task["type"], task["interval"], tz, anchor, following)
-    if following <= now:  # too many missed to list: jump past now
-        following = next_fire(task["type"], task["interval"], tz, anchor, now)
+        following = after(following)
+    if following is not None and following <= now:  # too many missed to list: jump past now
+        following = after(now)
     if end is not None:
         due = [s for s in due if s <= end]
-        following = following if following <= end else None
+        following = following if following is not None and following <= end else None
     if task["catch_up"] == CatchUp.ALL_SLOTS:
         fire = due
     elif task["catch_up"] == CatchUp.NONE:

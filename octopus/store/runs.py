@@ -11,6 +11,7 @@ handed to two agents however many ask at once.
 import os
 
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType
+from octopus.store import previews
 from octopus.store.agents import TAKES_WORK
 from octopus.store.db import dumps, equal_to, loads, where_clause
 from octopus.store.recurring import RecurringQueries
@@ -18,8 +19,9 @@ from octopus.store.settle import SettleQueries
 from octopus.store.tasks import MAX_PAGE
 from octopus.timeutil import iso
 
-EXECUTION_LIST_COLUMNS = ("id, task_id, client, status, attempt, due_at, result, updated_at, "
-                          "created_at, started_at, finished_at, duration")
+EXECUTION_LIST_COLUMNS = previews.listing_columns(
+    ("id", "task_id", "client", "status", "attempt", "due_at", "result", "updated_at",
+     "created_at", "started_at", "finished_at", "duration"), ("result",))
 # A waiting run may start unless its task queues runs (overlap "queue") and
 # one before it on the same agent (any agent, for an Anyone run) is going.
 # ``{run}`` names the waiting run's table in the statement.  The redundant
@@ -35,9 +37,11 @@ def new_lease():
 
 
 def execution_from_row(row):
-    run = dict(row)
-    run["result"] = loads(run["result"])
-    return run
+    return previews.from_whole(dict(row), ("result",))
+
+
+def execution_from_listing(row):
+    return previews.from_listing(dict(row), ("result",))
 
 
 class RunQueries(SettleQueries, RecurringQueries):
@@ -394,7 +398,7 @@ class RunQueries(SettleQueries, RecurringQueries):
         rows = conn.execute(
             "SELECT %s FROM executions WHERE task_id = ? ORDER BY id DESC LIMIT ?"
             % EXECUTION_LIST_COLUMNS, (task_id, limit)).fetchall()
-        return [execution_from_row(r) for r in reversed(rows)]
+        return [execution_from_listing(r) for r in reversed(rows)]
 
     def list_executions(self, task_id=None, client=None, status=None, limit=100, offset=0):
         where, params = equal_to({"task_id": task_id, "client": client, "status": status},
@@ -404,7 +408,7 @@ class RunQueries(SettleQueries, RecurringQueries):
                 "SELECT %s FROM executions%s ORDER BY id DESC LIMIT ? OFFSET ?"
                 % (EXECUTION_LIST_COLUMNS, where_clause(where)),
                 params + [min(limit, MAX_PAGE), offset]).fetchall()
-        return [execution_from_row(r) for r in rows]
+        return [execution_from_listing(r) for r in rows]
 
     def get_execution(self, run_id):
         with self._db.read() as conn:

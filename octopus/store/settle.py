@@ -7,7 +7,8 @@ Each try is its own executions row with an ``attempt`` number.  A retry is a
 agent, a Specific one waits for its agent, an ALL one goes to the same agent.
 """
 from octopus.constants import RunStatus, TaskOwnership, TaskStatus, TaskType, run_error
-from octopus.store.db import dumps, loads
+from octopus.store.db import dumps
+from octopus.store.previews import stored_json
 from octopus.store.tasks import ConflictError
 from octopus.timeutil import iso
 
@@ -102,7 +103,8 @@ class SettleQueries:
         agents = {}
         for row in conn.execute("SELECT client, status, result, attempt FROM executions "
                                 "WHERE task_id = ? ORDER BY id", (task_id,)):
-            agents[row["client"]] = {"status": row["status"], "result": loads(row["result"]),
+            result = stored_json(row["result"])[0]  # a deep old one: as its text
+            agents[row["client"]] = {"status": row["status"], "result": result,
                                      "attempts": row["attempt"]}
         summary = {"total": len(agents), "success": 0, "failed": 0, "timeout": 0,
                    "cancelled": 0, "lost": 0, "agents": agents}

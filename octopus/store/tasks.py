@@ -2,11 +2,13 @@
 import string
 
 from octopus.constants import TaskStatus, TaskType
-from octopus.store.db import dumps, equal_to, loads, where_clause
+from octopus.store import previews
+from octopus.store.db import dumps, equal_to, where_clause
 from octopus.store.recurring import first_slot, reschedule
 from octopus.timeutil import iso, parse_iso
 
 _JSON = ("args", "kwargs")
+_VALUES = ("args", "kwargs", "result")  # JSON a listing shows as a preview
 FILTERS = ("status", "owner", "type", "executor", "plugin")
 MAX_PAGE = 1000  # rows in one page of a listing
 SEARCHED = ("id", "plugin", "action", "owner", "executor", "args", "kwargs")
@@ -18,10 +20,14 @@ ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def task_from_row(row):
-    task = dict(row)
-    task["args"] = loads(task["args"])
-    task["kwargs"] = loads(task["kwargs"])
-    task["result"] = loads(task["result"])
+    return _booleans(previews.from_whole(dict(row), _VALUES))
+
+
+def task_from_listing(row):
+    return _booleans(previews.from_listing(dict(row), _VALUES))
+
+
+def _booleans(task):
     task["keep_processes"] = bool(task.get("keep_processes"))
     return task
 
@@ -117,13 +123,20 @@ class TaskQueries:
                                              self._counted(conn, filters or {}))
             finally:
                 conn.execute("COMMIT")
-        return [task_from_row(r) for r in rows], total
+        return [task_from_listing(r) for r in rows], total
+
+    def _listed_columns(self, conn):
+        """Every column of tasks, the JSON ones as previews (previews.listing_columns)."""
+        if getattr(self, "_task_listing", None) is None:
+            names = [r["name"] for r in conn.execute("PRAGMA table_info(tasks)")]
+            self._task_listing = previews.listing_columns(names, _VALUES)
+        return self._task_listing
 
     def _page(self, conn, where, params, limit, offset, total=None):
         clause = where_clause(where)
         rows = conn.execute(
-            "SELECT * FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?" % clause,
-            params + [limit, offset]).fetchall()
+            "SELECT %s FROM tasks%s ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+            % (self._listed_columns(conn), clause), params + [limit, offset]).fetchall()
         # A short page that is not past the end already tells the total:
         # no second pass over the matches (a text search scans them all).
         if total is None:

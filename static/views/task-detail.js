@@ -261,8 +261,11 @@ function updateRun(tr, r) {
   setBadge(c[4].firstChild, r.status);
   // A run going on shows how long it has been going, growing each refresh.
   setText(c[5], r.status === "running" && r.started_at && r.duration == null ? elapsed(r.started_at) + "…" : duration(r.duration));
+  // A listed run's big result is a preview of its JSON text (see "truncated");
+  // the output panel fetches the run for all of it.
+  const cut = (r.truncated || []).includes("result");
   setText(c[6], brief(r.result, 60));
-  setAttr(c[6], "title", r.result === null || r.result === undefined ? null : JSON.stringify(r.result));
+  setAttr(c[6], "title", r.result === null || r.result === undefined ? null : cut ? r.result + "…" : JSON.stringify(r.result));
 }
 
 /** Output lives in a companion row; once open it is not refreshed (it may be long, and read). */
