@@ -170,6 +170,7 @@ def test_every_octopus_variable_the_code_reads_is_a_setting_or_known():
                        "THREADZ"}, unknown
 
 
+@pytest.mark.processes
 def test_the_server_agent_and_cli_warn_of_a_misspelt_variable_once(tmp_path):
     import subprocess
 
