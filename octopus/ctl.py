@@ -343,6 +343,8 @@ def _all_agents(client):
     while page["agents"] and len(agents) < page["total"]:  # an empty page: the fleet shrank
         page = client.send("GET", "/agents?limit=%d&offset=%d" % (AGENTS_PAGE, len(agents)))
         agents += page["agents"]
+        if "total" not in page:  # a server from before paging sends every agent at once
+            break
     return {"agents": agents, "total": len(agents)}
 
 

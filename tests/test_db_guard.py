@@ -235,3 +235,24 @@ def test_corruption_where_start_up_does_not_look_is_found_by_the_check_at_start(
     status, body = http.call("POST", "/tasks", ECHO)
     assert _unusable(status, body, db_file) and "quick_check" in body["error"]["message"]
     http.close()
+
+
+def test_a_heartbeat_flush_that_finds_the_file_deleted_is_a_503_said_once(tmp_path, clock,
+                                                                          caplog):
+    """Heartbeats that change nothing are written together, by the first of each
+    second: that write may be the first to find the file gone.  It must not be
+    answered 200 (nothing was stored), nor logged as a traceback."""
+    db_file = str(tmp_path / "octopus.db")
+    store = Store(db_file, clock=clock)
+    try:
+        api = AppClient(tmp_path, store)
+        for _ in range(2):  # the second changes nothing: kept for the next flush
+            assert api.heartbeat("a1").status_code == 200
+        for path in glob.glob(db_file + "*"):
+            os.remove(path)
+        clock.advance(2)  # the next quiet heartbeat carries the flush
+        r = api.heartbeat("a1")
+        assert r.status_code == 503 and "was deleted" in r.json["error"]["message"], r.text
+        assert not [rec for rec in caplog.records if rec.exc_info], caplog.text
+    finally:
+        store.close()

@@ -81,6 +81,14 @@ def test_a_goodbye_from_a_former_process_leaves_the_new_one_online(api):
     assert agents(api)["agents"][0]["status"] == "online"
 
 
+def test_a_goodbye_from_an_unknown_agent_changes_nothing(api, caplog):
+    caplog.set_level("INFO", logger="octopus.server")
+    assert api.heartbeat("ghost", stopping=True).status_code == 200
+    assert agents(api)["total"] == 0
+    assert "an agent this server does not know" in caplog.text
+    assert "is stopping: offline" not in caplog.text
+
+
 def test_the_heartbeat_reply_says_how_often_the_server_needs_one(tmp_path, store):
     from tests.conftest import AppClient
 

@@ -96,7 +96,8 @@ class Beats:
                 self._gone[name] = instance
                 while len(self._gone) > MAX_GOODBYES:
                     del self._gone[next(iter(self._gone))]
-        self._store.agent_stopped(name)
+        if not self._store.agent_stopped(name):
+            return log.info("Goodbye from %s, an agent this server does not know", name)
         finished, requeued = self._store.lose_runs(name)
         log.info("Agent %s is stopping: offline (runs it left recorded as lost: tasks %s)",
                  name, ", ".join(finished + requeued) or "none")

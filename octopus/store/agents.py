@@ -4,6 +4,7 @@ import logging
 import threading
 
 from octopus.store.db import where_clause
+from octopus.store.guard import DatabaseUnusable
 from octopus.timeutil import iso, parse_iso
 
 log = logging.getLogger("octopus.store")
@@ -59,6 +60,8 @@ class AgentQueries:
             if flush:  # the first heartbeat of each second carries everyone's to the database
                 try:
                     self.flush_heartbeats()
+                except DatabaseUnusable:  # said once already; the request must not say ok
+                    raise
                 except Exception:  # kept for the next flush; this agent's request is fine
                     log.exception("Writing heartbeat times failed")
             return False
