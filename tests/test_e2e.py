@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from octopus.harness import REPO_ROOT, Api, Process, free_port, wait_for
+from octopus.harness import REPO_ROOT, Api, Process, alive, free_port, wait_for
 
 pytestmark = pytest.mark.processes  # real server, agent or script processes
 
@@ -320,16 +320,8 @@ def test_a_run_past_its_timeout_is_stopped_with_everything_it_started(cluster, t
     assert task["status"] == "failed" and task["result"]["error"]["type"] == "Timeout"
     assert [e["status"] for e in task["executions"]] == ["timeout"]
     pid = int(pidfile.read_text())
-    wait_for(lambda: _gone(pid), 10, what="child gone")
+    wait_for(lambda: not alive(pid), 10, what="child gone")
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["status"] == "success"
-
-
-def _gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
 
 
 def _shell_with_child(pidfile):
@@ -352,7 +344,7 @@ def test_cancel_stops_a_run_and_all_it_started_within_a_second(cluster, tmp_path
     done = wait_for(lambda: _final_now(api, task["id"]), 3, interval=0.05, what="cancelled")
     assert done["status"] == "cancelled"
     assert [e["status"] for e in done["executions"]] == ["cancelled"]
-    wait_for(lambda: _gone(pid), 5, what="child gone")
+    wait_for(lambda: not alive(pid), 5, what="child gone")
     assert api.call("POST", "/tasks/%s/cancel" % task["id"])[0] == 409
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"})["status"] == "success"
 
@@ -375,7 +367,7 @@ def test_deleting_a_running_task_stops_its_run(cluster, tmp_path):
     pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
                        what="run started"))
     assert api.call("DELETE", "/tasks/" + task["id"])[0] == 204
-    wait_for(lambda: _gone(pid), 5, what="child gone")
+    wait_for(lambda: not alive(pid), 5, what="child gone")
     assert cluster.run_task(api, {"plugin": "echo", "action": "echo"}, timeout=10)["status"] \
         == "success"
 

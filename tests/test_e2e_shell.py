@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from octopus.harness import REPO_ROOT, Cluster, wait_for
+from octopus.harness import REPO_ROOT, Cluster, alive, wait_for
 
 pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
 
@@ -35,14 +35,6 @@ def api(cluster):
 
 def shell(command, **fields):
     return dict({"plugin": "shell", "action": "run", "args": [command]}, **fields)
-
-
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_the_tasks_timeout_governs_a_shell_run(cluster, api):
@@ -77,7 +69,7 @@ def test_a_background_process_a_run_left_is_stopped_when_it_ends(cluster, api):
     task = cluster.run_task(api, shell("sleep 300 >/dev/null 2>&1 & echo $!"))
     assert task["status"] == "success"
     pid = int(task["result"]["stdout"])
-    wait_for(lambda: not _alive(pid), 10, what="the background sleep stopped")
+    wait_for(lambda: not alive(pid), 10, what="the background sleep stopped")
 
 
 def test_a_task_that_keeps_its_processes_leaves_them_running(cluster, api):
@@ -89,7 +81,7 @@ def test_a_task_that_keeps_its_processes_leaves_them_running(cluster, api):
         # Runs after it end (and are swept) while it goes on.
         for _ in range(2):
             assert cluster.run_task(api, shell("true"))["status"] == "success"
-        assert _alive(pid)
+        assert alive(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
 

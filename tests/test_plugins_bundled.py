@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from octopus.harness import finishes_within, wait_for
+from octopus.harness import alive, finishes_within, wait_for
 
 pytestmark = pytest.mark.processes  # real server, agent or script processes
 
@@ -167,19 +167,6 @@ def test_shell_decodes_invalid_utf8_with_replacement():
     assert result["stdout"] == "caf\u00e9 \ufffd"
 
 
-def _gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = Path("/proc/%d/stat" % pid).read_text()
-    except OSError:
-        return False
-    # Field 3, after the parenthesised command name, is the state.
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @posix_only
@@ -190,7 +177,7 @@ def test_shell_timeout_kills_whole_process_group(tmp_path):
         finishes_within(15, lambda: load("shell").run(command, timeout=0.5), "shell.run")
 
     pid = int(pidfile.read_text().strip())
-    wait_for(lambda: _gone(pid), 5, 0.05, what="background sleep %d gone after the timeout" % pid)
+    wait_for(lambda: not alive(pid), 5, 0.05, what="background sleep %d gone" % pid)
 
 
 @posix_only
