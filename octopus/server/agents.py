@@ -62,20 +62,30 @@ class Beats:
                 "concurrency": _int_field(body, "concurrency", 1, 1, MAX_CAPACITY)}
 
     def record(self, name, info, instance, running):
+        if self._said_goodbye(name, instance):
+            return  # sent before its goodbye, come after it: that process is stopping
         with self._lock:
-            if instance is not None and self._gone.get(name) == instance:
-                return  # sent before its goodbye, come after it: that process is stopping
             self._gone.pop(name, None)
         # A new process of this agent: its old one's held requests reach nobody.
         restarted = self._dispatcher.release_others(name, instance)
         if restarted:
             log.info("Agent %s runs as a new process (instance %s)", name, instance)
-        if self._store.heartbeat(name, info):
+        online = self._store.heartbeat(name, info)
+        if self._said_goodbye(name, instance):
+            # Its goodbye came while this heartbeat was being written (and the
+            # write brought it back online): it stays offline.
+            self._store.agent_stopped(name)
+            return
+        if online:
             log.info("Heartbeat received from %s (%s, %s): agent online", name, info["hostname"],
                      info["ip"])
         else:
             log.debug("Heartbeat received from %s", name)
         self._reconcile(name, running, restarted)
+
+    def _said_goodbye(self, name, instance):
+        with self._lock:
+            return instance is not None and self._gone.get(name) == instance
 
     def asked(self, name):
         """``name`` asks for work: the first ask since it came online makes it
