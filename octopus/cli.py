@@ -145,7 +145,10 @@ def _start_agent(config, server, args, stop):
                           "agent starts with its own token alone")
     # An agent alone exits when its credential is refused; beside a server it just stops.
     agent = Agent(config, token, on_exit=stop.set if server is None else None)
-    agent.start()
+    try:
+        agent.start()
+    except OSError as e:  # no run launcher (RUN_AS's folder, no process to be had)
+        raise ConfigError("the agent's run launcher could not be started: %s" % e)
     return agent
 
 

@@ -77,7 +77,11 @@ def runs_base(workdir, run_as):
     if run_as is None:
         return workdir
     base = tempfile.mkdtemp(prefix="octopus-runs-")
-    os.chown(base, run_as["uid"], run_as["gid"])
+    try:
+        os.chown(base, run_as["uid"], run_as["gid"])
+    except OSError:
+        remove_run_dir(base)
+        raise
     return base
 
 

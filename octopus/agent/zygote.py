@@ -47,9 +47,10 @@ class Worker:
 
 
 class Zygote:
-    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None):
+    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None,
+                 runs_base=None):
         self._run_as = run_as
-        self._runs_base = isolation.runs_base(workdir, run_as)
+        self._runs_base = runs_base or workdir  # with RUN_AS, a folder the agent made
         self._in = infile
         self._out = Outlet(outfile.fileno())  # to the agent: never waits for it to read
         self._workdir = workdir
@@ -61,7 +62,7 @@ class Zygote:
         self._keep = set()    # ids of runs going on whose processes outlive them
         self._sweeper = Sweeper(KILL_GRACE)  # stops what ended runs left running
         self._fork_failed_at = None
-        self._closing = False
+        self._agent_lost = False  # its pipe to the agent broke: the agent is gone
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
 
@@ -73,12 +74,16 @@ class Zygote:
         os.set_blocking(wake_r, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *a: None)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
+        # The agent decides when we stop (it closes our stdin): a signal to its
+        # whole process group (Ctrl-C, systemd's stop, kill -TERM -pgid) must
+        # not end us before we have stopped and reported our runs.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _become_subreaper()
         os.set_blocking(self._in.fileno(), False)
         self._selector.register(self._in.fileno(), selectors.EVENT_READ, "in")
         self._selector.register(wake_r, selectors.EVENT_READ, "wake")
-        while True:
+        while not self._agent_lost:
             events = self._selector.select(timeout=self._next_timeout())
             for key, _ in events:
                 if key.data == "in":
@@ -95,6 +100,7 @@ class Zygote:
             self._sweeper.finish(time.monotonic())
             if not events and not self._idle:
                 self._keep_one_idle()
+        return self._shutdown()
 
     def _next_timeout(self):
         now = time.monotonic()
@@ -137,8 +143,8 @@ class Zygote:
         try:
             outlet.flush()
         except OSError:
-            if outlet is self._out:  # the agent is gone: so are its runs
-                self._agent_gone()
+            if outlet is self._out:  # the agent is gone: so are its runs (see serve)
+                self._agent_lost = True
             outlet.discard()  # a dead worker's pipe: _reap reports its run
         self._watch(outlet)
 
@@ -149,12 +155,6 @@ class Zygote:
             else:
                 self._selector.unregister(outlet.fd)
             outlet.registered = outlet.pending
-
-    def _agent_gone(self):
-        if not self._closing:
-            self._closing = True
-            self._shutdown()
-        sys.exit(0)
 
     # -- workers ----------------------------------------------------------
 
@@ -317,7 +317,17 @@ class Zygote:
                 del self._killing[sid]
 
     def _shutdown(self):
-        """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
+        """The agent is stopping (or gone): SIGTERM every run, SIGKILL what is
+        left after a grace, say which runs were stopped; RUN_AS's folder goes
+        whatever happens."""
+        try:
+            self._stop_all()
+        finally:
+            if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
+                isolation.remove_run_dir(self._runs_base)
+        return 0
+
+    def _stop_all(self):
         going = [(w.run_id, w.started) for w in self._workers.values() if w.run_id is not None]
         sessions = list(self._workers) + list(self._killing)
         for sid in sessions:
@@ -337,19 +347,16 @@ class Zygote:
         self._sweeper.finish(float("inf"))
         for pid in sessions:
             isolation.remove_worker_dirs(self._runs_base, pid)
-        if not self._closing:
-            self._closing = True
-            for run_id, started in going:
-                self._send(_done(run_id, "failed", run_error(
-                    "AgentStopped", "the agent stopped while this run was going"), "",
-                    time.monotonic() - started))
-            try:  # the agent reads until we exit; it kills us if we take too long
-                self._out.drain(time.monotonic() + STOP_GRACE)
-            except OSError:
-                pass
-        if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
-            isolation.remove_run_dir(self._runs_base)
-        return 0
+        if self._agent_lost:  # nobody to tell
+            return
+        for run_id, started in going:
+            self._send(_done(run_id, "failed", run_error(
+                "AgentStopped", "the agent stopped while this run was going"), "",
+                time.monotonic() - started))
+        try:  # the agent reads until we exit; it kills us if we take too long
+            self._out.drain(time.monotonic() + STOP_GRACE)
+        except OSError:
+            pass
 
 
 def _exit_error(status, stopped):
@@ -412,12 +419,13 @@ def main():
     workdir = sys.argv[1]
     runs_per_worker = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     run_as = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    runs_base = sys.argv[4] if len(sys.argv) > 4 else None
     os.makedirs(workdir, exist_ok=True)
     for name in os.listdir(workdir):  # run folders a killed launcher left
         if name.startswith("run-"):
             isolation.remove_run_dir(os.path.join(workdir, name))
     sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker,
-                    run_as).serve())
+                    run_as, runs_base).serve())
 
 
 if __name__ == "__main__":
