@@ -386,6 +386,32 @@ def test_a_launcher_that_fails_to_spawn_is_tried_again(tmp_path, monkeypatch):
         r.close()
 
 
+PLUGIN += '''
+
+def leave_child():
+    return os.spawnlp(os.P_NOWAIT, "sleep", "sleep", "60")  # never waited for
+'''
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_a_reused_worker_reaps_what_its_runs_left(runner):
+    # The sweeper kills what a run left; a child its worker never waited for
+    # then stayed a zombie of that worker for good.
+    first = run(runner, 90, "leave_child")
+    child = first["result"]
+    wait_for(lambda: _state(child) in ("Z", None), 20, what="left child stopped by the sweeper")
+    second = run(runner, 91, "probe")
+    assert second["result"]["pid"] == run(runner, 92, "probe")["result"]["pid"]  # same worker
+    wait_for(lambda: _state(child) is None, 10, what="zombie reaped")
+
+
 def test_sigterm_to_the_launcher_alone_does_not_stop_it(runner, tmp_path):
     # A group-wide SIGTERM (systemd's control-group kill, kill -TERM -pgid)
     # reaches the launcher too: the agent decides when it stops, and then its
