@@ -18,7 +18,7 @@ from octopus.agent.isolation import switch_to
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
-from octopus.agent.runner import Runner
+from octopus.agent.runner import STOP_WAIT, Runner
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
@@ -26,6 +26,8 @@ log = logging.getLogger("octopus.agent")
 KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
+STOP_LIMIT = 7.0        # seconds stop() takes at most, all steps together (cli.py waits 8)
+GOODBYE_TIME = 1.5      # of those, kept for the goodbye, whatever the steps before took
 
 
 def agent_name(config):
@@ -252,7 +254,10 @@ class Agent:
         # less on every run.  Anything else (and everything while reports are
         # failing: this thread must keep reading the launcher) is left to the
         # report loop.
-        if self._report_later.is_set() or not self._reporting.acquire(blocking=False):
+        # While stopping (these are the launcher's last words), stop() reports
+        # within its deadline: a request from here would hold it up.
+        if (self._stop.is_set() or self._report_later.is_set()
+                or not self._reporting.acquire(blocking=False)):
             self._report_later.set()
             return
         try:
@@ -378,34 +383,52 @@ class Agent:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout=5.0):
-        """Stop asking for work, stop running runs, send what can be sent.
-        Bounded: runs get STOP_WAIT, reports ``timeout``, the goodbye 2 s;
-        results not sent by then stay in the outbox for the next start."""
+    def stop(self, timeout=STOP_LIMIT):
+        """Stop asking for work, stop running runs, send what can be sent, say goodbye.
+
+        Bounded by ``timeout`` in all: the runs get at most STOP_WAIT of it,
+        reports what is left but GOODBYE_TIME, and the goodbye (which makes the
+        server take this agent offline at once) the rest; results not sent by
+        then stay in the outbox for the next start."""
+        deadline = time.monotonic() + timeout
+        goodbye_at = deadline - min(GOODBYE_TIME, timeout / 2)
         self._stop.set()
         if self._local_api is not None:
             self._local_api.close()
-        self._runner.close()
-        client = self._client(timeout=timeout)
+        self._runner.close(_left(goodbye_at, STOP_WAIT))
         if self._identity.revoked:  # the server would refuse anything more
             return log.info("Agent %s stopped", self.name)
-        deadline = time.monotonic() + timeout
-        # A report in flight (its own timeout is longer) is waited for only so long.
-        if self._reporting.acquire(timeout=timeout):
-            try:
-                while time.monotonic() < deadline and self.report(client):
-                    pass
-            except Exception as e:
-                _log_failure("Reporting %d results before stopping" % len(self._pending), e)
-            finally:
-                self._reporting.release()
-        client = self._client(timeout=2.0)
+        self._report_until(goodbye_at)
+        client = self._client(timeout=max(0.1, deadline - time.monotonic()))
         try:  # so the server stops handing this process work at once
             client.request("POST", "/heartbeat", {"client": self.name, "instance": self._instance,
                                                   "stopping": True})
         except Exception as e:
             _log_failure("Saying goodbye", e)
+        client.close()
         log.info("Agent %s stopped", self.name)
+
+    def _report_until(self, until):
+        """Report what is pending, each request bounded by what is left until ``until``."""
+        # A report in flight (its own timeout is longer) is waited for only so long.
+        if not self._reporting.acquire(timeout=_left(until, STOP_LIMIT)):
+            return
+        client = self._client()
+        try:
+            while True:
+                client.timeout = _left(until, STOP_LIMIT)
+                if client.timeout < 0.1 or not self.report(client):
+                    break
+        except Exception as e:
+            _log_failure("Reporting %d results before stopping" % len(self._pending), e)
+        finally:
+            self._reporting.release()
+            client.close()
+
+
+def _left(until, cap):
+    """Seconds from now to ``until`` (monotonic), at most ``cap``, never below 0."""
+    return max(0.0, min(cap, until - time.monotonic()))
 
 
 def _failed(run_id, kind, message):
