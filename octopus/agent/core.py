@@ -19,11 +19,11 @@ from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
 from octopus.agent.runner import STOP_WAIT, Runner
+from octopus.agent.sessions import KILL_GRACE
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
 
-KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
 STOP_LIMIT = 7.0        # seconds stop() takes at most, all steps together (cli.py waits 8)
