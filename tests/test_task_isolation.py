@@ -72,6 +72,16 @@ def test_a_task_on_a_combined_server_sees_no_octopus_variable_and_no_token(clust
         assert warnings == []
 
 
+@as_root
+def test_run_as_root_still_warns_that_tasks_run_as_root(cluster):
+    # RUN_AS naming root itself switched nobody, and the warning was skipped.
+    server = _combined(cluster, env={"OCTOPUS_RUN_AS": "root"})
+    task, out = _shell(cluster, "id -u")
+    assert out.strip() == "0"
+    warnings = [line for line in server.log().splitlines() if "set RUN_AS" in line]
+    assert len(warnings) == 1 and "can read the server's files" in warnings[0], server.log()
+
+
 def _others_can_read(path):
     """True if a user with no groups of ours could read ``path`` (a stdlib file)."""
     path = Path(path).resolve()

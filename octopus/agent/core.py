@@ -14,7 +14,6 @@ from octopus import __version__
 from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
-from octopus.agent.isolation import switch_to
 from octopus.agent.outbox import Outbox, oldest
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
@@ -35,7 +34,8 @@ def agent_name(config):
 
 
 class Agent:
-    def __init__(self, config, token, on_exit=None):
+    def __init__(self, config, token, on_exit=None, run_as=None):
+        """``run_as``: the user workers switch to (isolation.workers_user), or None."""
         self.config = config
         self.name = agent_name(config)
         home = config.path("agent")
@@ -47,7 +47,7 @@ class Agent:
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
                               runs_per_worker=config.RUNS_PER_WORKER,
-                              run_as=switch_to(getattr(config, "RUN_AS", "")))
+                              run_as=run_as)
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
