@@ -37,6 +37,16 @@ def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def alive(pid):
+    """True while process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # The state is the first field after the parenthesised command name.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def finishes_within(timeout, call, what="call"):
     """``call()``'s value, or TimeoutError if it has not returned after ``timeout``.
 

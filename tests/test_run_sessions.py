@@ -9,7 +9,7 @@ import pytest
 
 from octopus.agent.runner import Runner
 from octopus.agent.sessions import Sweeper
-from octopus.harness import wait_for
+from octopus.harness import alive, wait_for
 
 pytestmark = pytest.mark.processes  # real launcher, worker, server or agent processes
 
@@ -35,14 +35,6 @@ def orphan():
 '''
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture
 def runner(tmp_path):
     done = queue.Queue()
@@ -64,13 +56,13 @@ def run(runner, run_id, action, **kwargs):
 
 def test_what_a_run_left_running_is_stopped_when_it_ends_and_the_worker_goes_on(runner):
     first = run(runner, 1, "leave_behind")
-    wait_for(lambda: not _alive(first["child"]), 10, what="the child left behind stopped")
+    wait_for(lambda: not alive(first["child"]), 10, what="the child left behind stopped")
     assert run(runner, 2, "me") == first["worker"]  # the worker itself was spared, and reused
 
 
 def test_an_orphan_a_run_left_is_stopped_too(runner):
     pid = run(runner, 1, "orphan")
-    wait_for(lambda: not _alive(pid), 10, what="the orphaned background job stopped")
+    wait_for(lambda: not alive(pid), 10, what="the orphaned background job stopped")
 
 
 def test_a_run_that_keeps_its_processes_leaves_them_running(runner):
@@ -80,8 +72,8 @@ def test_a_run_that_keeps_its_processes_leaves_them_running(runner):
         assert run(runner, 2, "me") != kept["worker"]
         # What a later run leaves is still stopped; the kept one is not.
         orphan = run(runner, 3, "orphan")
-        wait_for(lambda: not _alive(orphan), 10, what="the later run's job stopped")
-        assert _alive(kept["child"])
+        wait_for(lambda: not alive(orphan), 10, what="the later run's job stopped")
+        assert alive(kept["child"])
     finally:
         os.kill(kept["child"], signal.SIGKILL)
 
@@ -99,9 +91,9 @@ def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives
         sweeper.sweep(leader.pid, spare=leader.pid)
         assert sweeper.next_deadline() == now[0] + 5.0
         sweeper.finish(now[0] + 4.9)  # within the grace: SIGTERM only, which it ignores
-        assert _alive(child)
+        assert alive(child)
         sweeper.finish(now[0] + 5.0)
-        wait_for(lambda: not _alive(child), 10, what="SIGKILL after the grace")
+        wait_for(lambda: not alive(child), 10, what="SIGKILL after the grace")
         assert leader.poll() is None and sweeper.next_deadline() is None
     finally:
         leader.kill()
@@ -123,9 +115,9 @@ def test_a_stopped_session_is_killed_whole_after_its_grace():
         assert sweeper.stopping() == [leader.pid] and sweeper.next_deadline() == now[0] + 2.0
         leader.wait(10)  # SIGTERM ended the leader at once
         sweeper.finish(now[0] + 1.9)
-        assert _alive(child)
+        assert alive(child)
         sweeper.finish(now[0] + 2.0)
-        wait_for(lambda: not _alive(child), 10, what="SIGKILL after the grace")
+        wait_for(lambda: not alive(child), 10, what="SIGKILL after the grace")
         assert sweeper.stopping() == [] and sweeper.next_deadline() is None
     finally:
         leader.kill()

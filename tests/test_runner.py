@@ -15,7 +15,7 @@ import pytest
 
 from octopus.agent import isolation, runner as runner_module
 from octopus.agent.runner import Runner
-from octopus.harness import wait_for
+from octopus.harness import alive, wait_for
 
 pytestmark = pytest.mark.processes  # real server, agent or script processes
 
@@ -152,7 +152,7 @@ def test_kill_stops_the_whole_process_group(runner, tmp_path):
     runner.kill(6, grace=2)
     msg = runner.done.get(timeout=10)
     assert msg["status"] == "failed" and "SIGTERM" in msg["result"]["error"]["message"]
-    wait_for(lambda: not _alive(pid), 5, what="grandchild gone")
+    wait_for(lambda: not alive(pid), 5, what="grandchild gone")
 
 
 def test_kill_escalates_to_sigkill_after_the_grace(runner, tmp_path):
@@ -178,14 +178,6 @@ def test_runs_go_on_in_parallel(runner, tmp_path):
     assert results == {i: ("success", 10) for i in range(10, 20)}
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, even while we read
-        return False
-
-
 def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, tmp_path):
     ready = tmp_path / "ready"
     runner.submit(30, runner.plugin, "stubborn", [str(ready)], {})
@@ -194,7 +186,7 @@ def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, 
     os.kill(runner._proc.pid, signal.SIGKILL)
     msg = runner.done.get(timeout=10)
     assert msg["id"] == 30 and msg["status"] == "failed"
-    wait_for(lambda: not _alive(run_pid), 5, what="orphaned run killed")
+    wait_for(lambda: not alive(run_pid), 5, what="orphaned run killed")
     wait_for(lambda: runner._proc.poll() is None and runner._proc.pid, 10, what="new launcher")
     assert run(runner, 31, "echo")["status"] == "success"
 
@@ -260,7 +252,7 @@ def test_a_worker_that_died_while_idle_does_not_cost_a_run(runner):
     for i in range(5):
         pid = run(runner, 60 + 2 * i, "probe")["result"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), 5, what="idle worker dead")
+        wait_for(lambda: not alive(pid), 5, what="idle worker dead")
         assert run(runner, 61 + 2 * i, "echo")["status"] == "success"
 
 
@@ -271,7 +263,7 @@ def test_stop_reaches_a_grandchild_in_its_own_group_that_ignores_sigterm(runner,
                        what="grandchild"))
     runner.kill(70, grace=0.5)
     assert runner.done.get(timeout=10)["status"] == "failed"
-    wait_for(lambda: not _alive(pid), 10, what="grandchild killed after the grace")
+    wait_for(lambda: not alive(pid), 10, what="grandchild killed after the grace")
 
 
 def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypatch):
@@ -463,8 +455,8 @@ def test_an_agent_that_dies_mid_run_leaves_no_run_as_folder(tmp_path):
                          timeout=60)
     pids = json.loads(out.stdout)
     assert pids["run"], out.stderr
-    wait_for(lambda: not _alive(pids["launcher"]), 20, what="launcher gone")
-    assert not _alive(pids["run"])
+    wait_for(lambda: not alive(pids["launcher"]), 20, what="launcher gone")
+    assert not alive(pids["run"])
     assert _runs_folders() <= before
 
 
