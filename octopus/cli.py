@@ -122,13 +122,17 @@ def _start_agent(config, server, args, stop):
     from octopus import logs
     from octopus.agent.core import Agent, agent_name
     from octopus.agent.identity import has_own_token
+    from octopus.agent.isolation import workers_user
 
-    _check_run_as(config)
+    try:  # once, here: whom tasks run as
+        run_as = workers_user(config.RUN_AS)
+    except ValueError as e:
+        raise ConfigError(str(e))
     notes = settings.ensure_data_dir(config)
     logs.setup(config, ("octopus.agent",), config.LOG_FILE)
     for line in notes:
         logging.getLogger("octopus.agent").warning(line)
-    if os.geteuid() == 0 and not config.RUN_AS:
+    if os.geteuid() == 0 and (run_as is None or run_as["uid"] == 0):  # RUN_AS=root too
         logging.getLogger("octopus.agent").warning(
             "Tasks run as root%s: set RUN_AS to run them as another user",
             " and can read the server's files (DATA_DIR, admin.token, the database)"
@@ -144,20 +148,12 @@ def _start_agent(config, server, args, stop):
                           "(the server writes it to DATA_DIR/agent.token); once enrolled, an "
                           "agent starts with its own token alone")
     # An agent alone exits when its credential is refused; beside a server it just stops.
-    agent = Agent(config, token, on_exit=stop.set if server is None else None)
-    agent.start()
+    agent = Agent(config, token, on_exit=stop.set if server is None else None, run_as=run_as)
+    try:
+        agent.start()
+    except OSError as e:  # no run launcher (RUN_AS's folder, no process to be had)
+        raise ConfigError("the agent's run launcher could not be started: %s" % e)
     return agent
-
-
-def _check_run_as(config):
-    """Only root can switch users: anyone else may only name themselves."""
-    from octopus.agent.isolation import resolve_run_as
-
-    run_as = resolve_run_as(config.RUN_AS)
-    if run_as is not None and os.geteuid() != 0 and (
-            run_as["uid"] != os.geteuid() or run_as["gid"] != os.getegid()):
-        raise ConfigError("RUN_AS=%s: the agent is not running as root, so it cannot run "
-                          "tasks as another user" % config.RUN_AS)
 
 
 def _read_token(path):

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from octopus.harness import wait_for
+
 
 pytestmark = pytest.mark.processes  # real server, agent and launcher processes
 
@@ -87,3 +89,31 @@ def test_sigterm_stops_a_combined_server_in_the_middle_of_large_runs(cluster):
     server = _combined(cluster)
     assert _sigterm_mid_transfer(cluster.api(), server, 1000000) < 10
     assert server.popen.returncode == 0
+
+
+def test_sigterm_stops_an_agent_whose_server_hangs_within_its_own_bound(cluster):
+    # Agent.stop was bounded only by cli.py giving up after 8 s: a report from
+    # the thread reading the launcher (5 s), then another (5 s), and the
+    # goodbye came last, so it was the step cut off.  One deadline now, with
+    # time kept for the goodbye.
+    server = cluster.start_server()
+    agent = cluster.start_agent("hung", env=CONCURRENCY)
+    api = cluster.api()
+    status, task = api.call("POST", "/tasks", {"plugin": "shell", "action": "run",
+                                               "args": ["sleep 60"]})
+    assert status == 201, task
+    log_file = cluster.root / "agent-hung" / "logs" / "client.log"
+    wait_for(lambda: "Task assignment received: task %s" % task["id"] in log_file.read_text(),
+             30, what="run started")
+    server.popen.send_signal(signal.SIGSTOP)  # it takes connections, and never answers
+    try:
+        sent = time.monotonic()
+        agent.popen.send_signal(signal.SIGTERM)
+        agent.popen.wait(30)
+        took = time.monotonic() - sent
+    finally:
+        server.popen.send_signal(signal.SIGCONT)
+    log = log_file.read_text() + agent.log()
+    assert "did not stop within" not in log and "Agent hung stopped" in log, log[-3000:]
+    assert "Saying goodbye failed" in log  # tried, in the time kept for it
+    assert took < 8.5 and agent.popen.returncode == 0

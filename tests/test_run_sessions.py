@@ -85,6 +85,7 @@ def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives
         stdout=subprocess.PIPE, start_new_session=True)
     try:
         child = int(leader.stdout.readline())
+        wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
         now = [time.monotonic()]
         sweeper = Sweeper(grace=5.0, clock=lambda: now[0])
         sweeper.sweep(leader.pid, spare=leader.pid)
@@ -97,3 +98,35 @@ def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives
     finally:
         leader.kill()
         leader.wait()
+
+
+def test_a_stopped_session_is_killed_whole_after_its_grace():
+    # A cancelled or timed-out run: its worker (the leader) goes too, and a
+    # child that ignores SIGTERM is killed once the grace is over.
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; exec sleep 300"],
+        stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        child = int(leader.stdout.readline())
+        wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
+        now = [time.monotonic()]
+        sweeper = Sweeper(grace=5.0, clock=lambda: now[0])
+        sweeper.stop_session(leader.pid, 2.0)
+        assert sweeper.stopping() == [leader.pid] and sweeper.next_deadline() == now[0] + 2.0
+        leader.wait(10)  # SIGTERM ended the leader at once
+        sweeper.finish(now[0] + 1.9)
+        assert alive(child)
+        sweeper.finish(now[0] + 2.0)
+        wait_for(lambda: not alive(child), 10, what="SIGKILL after the grace")
+        assert sweeper.stopping() == [] and sweeper.next_deadline() is None
+    finally:
+        leader.kill()
+        leader.wait()
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

@@ -1,14 +1,21 @@
 """The agent's run launcher: each run in its own forked process group."""
+import json
+import logging
 import os
 import queue
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from octopus.agent import isolation, runner as runner_module
 from octopus.agent.runner import Runner
-from octopus.harness import wait_for
+from octopus.harness import alive, wait_for
 
 pytestmark = pytest.mark.processes  # real server, agent or script processes
 
@@ -145,7 +152,7 @@ def test_kill_stops_the_whole_process_group(runner, tmp_path):
     runner.kill(6, grace=2)
     msg = runner.done.get(timeout=10)
     assert msg["status"] == "failed" and "SIGTERM" in msg["result"]["error"]["message"]
-    wait_for(lambda: not _alive(pid), 5, what="grandchild gone")
+    wait_for(lambda: not alive(pid), 5, what="grandchild gone")
 
 
 def test_kill_escalates_to_sigkill_after_the_grace(runner, tmp_path):
@@ -171,14 +178,6 @@ def test_runs_go_on_in_parallel(runner, tmp_path):
     assert results == {i: ("success", 10) for i in range(10, 20)}
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, even while we read
-        return False
-
-
 def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, tmp_path):
     ready = tmp_path / "ready"
     runner.submit(30, runner.plugin, "stubborn", [str(ready)], {})
@@ -187,7 +186,7 @@ def test_launcher_death_fails_its_runs_and_kills_them_and_it_comes_back(runner, 
     os.kill(runner._proc.pid, signal.SIGKILL)
     msg = runner.done.get(timeout=10)
     assert msg["id"] == 30 and msg["status"] == "failed"
-    wait_for(lambda: not _alive(run_pid), 5, what="orphaned run killed")
+    wait_for(lambda: not alive(run_pid), 5, what="orphaned run killed")
     wait_for(lambda: runner._proc.poll() is None and runner._proc.pid, 10, what="new launcher")
     assert run(runner, 31, "echo")["status"] == "success"
 
@@ -253,7 +252,7 @@ def test_a_worker_that_died_while_idle_does_not_cost_a_run(runner):
     for i in range(5):
         pid = run(runner, 60 + 2 * i, "probe")["result"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), 5, what="idle worker dead")
+        wait_for(lambda: not alive(pid), 5, what="idle worker dead")
         assert run(runner, 61 + 2 * i, "echo")["status"] == "success"
 
 
@@ -264,7 +263,7 @@ def test_stop_reaches_a_grandchild_in_its_own_group_that_ignores_sigterm(runner,
                        what="grandchild"))
     runner.kill(70, grace=0.5)
     assert runner.done.get(timeout=10)["status"] == "failed"
-    wait_for(lambda: not _alive(pid), 10, what="grandchild killed after the grace")
+    wait_for(lambda: not alive(pid), 10, what="grandchild killed after the grace")
 
 
 def test_big_results_arrive_whole_even_with_unbuffered_stdio(tmp_path, monkeypatch):
@@ -321,3 +320,153 @@ def test_big_arguments_never_deadlock_the_launcher(tmp_path):
     assert sorted(m["id"] for m in results) == list(range(300))
     assert all(m["status"] == "success" and m["result"]["args"] == ["q" * 100000]
                for m in results)
+
+
+def _runs_folders():
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("octopus-runs-")}
+
+
+def _run_as_nobody():
+    return isolation.resolve_run_as("nobody") if os.geteuid() == 0 else None
+
+
+def test_a_launcher_that_cannot_start_is_restarted_with_backoff(tmp_path, monkeypatch, caplog):
+    # Once restarted at once, for ever: 62 starts (and tracebacks, and RUN_AS
+    # folders) in 3 s.  Now 0.5 s, then 1 s, then 2 s... between starts.
+    monkeypatch.setattr(runner_module, "_LAUNCHER", "import sys; sys.exit(3)  # %r")
+    before = _runs_folders()
+    caplog.set_level(logging.INFO, logger="octopus.agent")
+
+    def starts():
+        return [r.created for r in caplog.records if r.getMessage().startswith(
+            "Run launcher started")]
+
+    r = make_runner(tmp_path, run_as=_run_as_nobody())
+    try:
+        wait_for(lambda: len(starts()) >= 3, 20, what="two restarts")
+        r.submit(1, r.plugin, "echo", [], {})
+        msg = r.done.get(timeout=5)  # at once: no launcher is up to take it
+    finally:
+        r.close()
+    first, second, third = starts()[:3]
+    assert second - first >= 0.4 and third - second >= 0.9, starts()
+    assert msg["status"] == "failed" and msg["result"]["error"]["type"] == "LauncherDied"
+    wait_for(lambda: _runs_folders() <= before, 10, what="RUN_AS folders removed")
+
+
+def test_a_launcher_that_fails_to_spawn_is_tried_again(tmp_path, monkeypatch):
+    # Popen raising (EMFILE, ENOMEM) once killed the reader thread: no
+    # launcher ever again, and nothing said.
+    r = make_runner(tmp_path)
+    real, failures = runner_module._Launcher, [2]
+
+    def flaky(*args, **kwargs):
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError(24, "Too many open files")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "_Launcher", flaky)
+    try:
+        old = r._proc.pid
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: r._proc.pid != old and r._proc.poll() is None, 20,
+                 what="a launcher again")
+        assert failures == [0]
+        assert run(r, 2, "echo")["status"] == "success"
+    finally:
+        r.close()
+
+
+PLUGIN += '''
+
+def leave_child():
+    return os.spawnlp(os.P_NOWAIT, "sleep", "sleep", "60")  # never waited for
+'''
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_a_reused_worker_reaps_what_its_runs_left(runner):
+    # The sweeper kills what a run left; a child its worker never waited for
+    # then stayed a zombie of that worker for good.
+    first = run(runner, 90, "leave_child")
+    child = first["result"]
+    wait_for(lambda: _state(child) in ("Z", None), 20, what="left child stopped by the sweeper")
+    second = run(runner, 91, "probe")
+    assert second["result"]["pid"] == run(runner, 92, "probe")["result"]["pid"]  # same worker
+    wait_for(lambda: _state(child) is None, 10, what="zombie reaped")
+
+
+def test_sigterm_to_the_launcher_alone_does_not_stop_it(runner, tmp_path):
+    # A group-wide SIGTERM (systemd's control-group kill, kill -TERM -pgid)
+    # reaches the launcher too: the agent decides when it stops, and then its
+    # runs are stopped and reported as such.
+    ready = tmp_path / "ready"
+    runner.submit(95, runner.plugin, "stubborn", [str(ready)], {})
+    wait_for(ready.exists, 20, what="run started")
+    launcher = runner._proc.pid
+    os.kill(launcher, signal.SIGTERM)
+    assert run(runner, 96, "echo")["status"] == "success"
+    assert runner._proc.pid == launcher and runner._proc.poll() is None
+    runner.close()
+    msg = runner.done.get(timeout=10)
+    assert msg["id"] == 95 and msg["result"]["error"]["type"] == "AgentStopped", msg
+
+
+PLUGIN += '''
+
+def nap():
+    time.sleep(60)
+'''
+
+AGENT_DIES = '''
+import json, os, sys, time
+sys.path.insert(0, %(root)r)
+from octopus.agent import isolation
+from octopus.agent.runner import Runner
+r = Runner(%(workdir)r, lambda msg: None, run_as=isolation.resolve_run_as("nobody"))
+r.start()
+r.submit(1, %(plugin)r, "nap", [], {})
+deadline = time.monotonic() + 20
+while not r._active.get(1) and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"launcher": r._proc.pid, "run": r._active.get(1)}), flush=True)
+os._exit(0)  # as a crashed (or kill -9ed) agent: no close()
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="RUN_AS needs root")
+def test_an_agent_that_dies_mid_run_leaves_no_run_as_folder(tmp_path):
+    # The launcher saw its stdin end and stopped its runs, but telling the
+    # dead agent so failed, and it exited before removing RUN_AS's folder.
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PLUGIN)
+    before = _runs_folders()
+    script = AGENT_DIES % {"root": str(Path(runner_module.__file__).parents[2]),
+                           "workdir": str(tmp_path / "tmp"), "plugin": str(plugin)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    pids = json.loads(out.stdout)
+    assert pids["run"], out.stderr
+    wait_for(lambda: not alive(pids["launcher"]), 20, what="launcher gone")
+    assert not alive(pids["run"])
+    assert _runs_folders() <= before
+
+
+def test_a_run_as_folder_that_cannot_be_given_to_its_user_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", refuse)
+    with pytest.raises(PermissionError):
+        isolation.runs_base(str(tmp_path / "work"), {"uid": 65534, "gid": 65534})
+    assert os.listdir(tmp_path) == []

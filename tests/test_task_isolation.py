@@ -23,7 +23,7 @@ SECRETS = (ADMIN_TOKEN, AGENT_TOKEN)
 def _shell(cluster, command):
     task = cluster.run_task(cluster.api(), {"plugin": "shell", "action": "run",
                                             "args": [command]})
-    assert task["status"] == "success", task
+    assert task["status"] == "success", (task, task.get("result"))
     return task, task["result"]["stdout"]
 
 
@@ -35,23 +35,33 @@ def _combined(cluster, env=None):
     return server
 
 
-def _assert_clean(task, env_text):
-    names = [line.split("=", 1)[0] for line in env_text.splitlines() if "=" in line]
-    assert names and not [n for n in names if n.startswith("OCTOPUS_")], env_text
-    assert not [s for s in SECRETS if s in env_text]
-    assert "RUN_ID=" in env_text and "TASK_ID=%s" % task["id"] in env_text
+# The task's environment, then its worker's (the shell's parent) as the worker
+# was started: neither may hold a setting or a token.
+ENV = "env; echo WORKER-ENV; tr '\\0' '\\n' </proc/$PPID/environ"
+
+
+def _assert_clean(task, env_text, worker_readable=True):
+    assert "WORKER-ENV" in env_text, env_text
+    own, worker = env_text.split("WORKER-ENV", 1)
+    if not worker_readable:  # with RUN_AS, the task cannot even read it
+        assert worker.strip() == "" and "Permission denied" in task["result"]["stderr"]
+    for text in (own, worker) if worker_readable else (own,):
+        names = [line.split("=", 1)[0] for line in text.splitlines() if "=" in line]
+        assert names and not [n for n in names if n.startswith("OCTOPUS_")], text
+        assert not [s for s in SECRETS if s in text]
+    assert "RUN_ID=" in own and "TASK_ID=%s" % task["id"] in own
 
 
 def test_a_task_on_a_separate_agent_sees_no_octopus_variable_and_no_token(cluster):
     cluster.start_server()
     cluster.start_agent("sep")  # given OCTOPUS_AGENT_TOKEN (and the admin token) in its env
-    task, out = _shell(cluster, "env")
+    task, out = _shell(cluster, ENV)
     _assert_clean(task, out)
 
 
 def test_a_task_on_a_combined_server_sees_no_octopus_variable_and_no_token(cluster):
     server = _combined(cluster)
-    task, out = _shell(cluster, "env; echo CWD=$(pwd) MODE=$(stat -c %a .)")
+    task, out = _shell(cluster, "echo CWD=$(pwd) MODE=$(stat -c %a .); " + ENV)
     _assert_clean(task, out)
     cwd = out.split("CWD=")[1].split()[0]
     assert "MODE=700" in out and not os.path.exists(cwd)  # its own folder, gone after
@@ -60,6 +70,16 @@ def test_a_task_on_a_combined_server_sees_no_octopus_variable_and_no_token(clust
         assert len(warnings) == 1 and "can read the server's files" in warnings[0]
     else:
         assert warnings == []
+
+
+@as_root
+def test_run_as_root_still_warns_that_tasks_run_as_root(cluster):
+    # RUN_AS naming root itself switched nobody, and the warning was skipped.
+    server = _combined(cluster, env={"OCTOPUS_RUN_AS": "root"})
+    task, out = _shell(cluster, "id -u")
+    assert out.strip() == "0"
+    warnings = [line for line in server.log().splitlines() if "set RUN_AS" in line]
+    assert len(warnings) == 1 and "can read the server's files" in warnings[0], server.log()
 
 
 def _others_can_read(path):
@@ -82,19 +102,36 @@ def _python_for_others(tmp_path):
     return "/usr/bin/python3", shiv
 
 
+def _runs_folders():
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("octopus-runs-")}
+
+
 @as_root
 def test_run_as_nobody_cannot_read_the_servers_files(tmp_path):
     python, shiv = _python_for_others(tmp_path)
     env = {"SHIV_ROOT": str(shiv)} if shiv else {}
+    before = _runs_folders()
     with Cluster(tmp_path / "cluster", pyz=PYZ if python else None, python=python,
                  env=env) as cluster:
         data = cluster.root / "server"
         _combined(cluster, env={"OCTOPUS_RUN_AS": "nobody"})
-        task, out = _shell(cluster, "id -u; cat %s/admin.token 2>&1; echo rc=$?; env" % data)
+        _shell(cluster, "true")  # so the shell plugin is in the agent's cache
+        secret = [data / "agent" / "identity.token", data / "agent" / "plugins" / "shell.py"]
+        assert all(p.is_file() for p in secret), secret
+        # Written only when not given in the environment (the harness gives them).
+        secret += [p for p in (data / "agent.token", data / "admin.token") if p.exists()]
+        reads = "".join("cat %s >/dev/null 2>&1; echo %s=$?; " % (p, p.name) for p in secret)
+        # A worker that switched users is not dumpable: its environ is root's.
+        task, out = _shell(cluster, "id -u; cat %s/admin.token 2>&1; echo rc=$?; %s%s || true"
+                           % (data, reads, ENV))
         assert out.splitlines()[0] == str(pwd.getpwnam("nobody").pw_uid)
         assert ADMIN_TOKEN not in out and "rc=0" not in out and "Permission denied" in out
-        _assert_clean(task, out)
+        for p in secret:  # each refused: a non-zero status from cat
+            assert "%s=" % p.name in out and "%s=0\n" % p.name not in out, (p, out)
+        _assert_clean(task, out, worker_readable=False)
         assert "set RUN_AS" not in cluster.server.log()
+        cluster.stop()
+        assert _runs_folders() <= before  # RUN_AS's folder went with the agent
     if shiv:
         shutil.rmtree(shiv, ignore_errors=True)
 
@@ -132,7 +169,7 @@ def test_an_octopus_folder_where_the_agent_starts_is_not_imported_by_runs(tmp_pa
         cluster.wait_online(name, 60)
         task = cluster.run_task(cluster.api(), {"plugin": "echo", "action": "echo",
                                                 "args": [1]})
-        assert task["status"] == "success", task
+        assert task["status"] == "success", (task, task.get("result"))
         assert not marker.exists()
 
 

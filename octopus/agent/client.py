@@ -34,7 +34,7 @@ class ServerClient:
         self._port = parts.port or (443 if self._https else 80)
         self._base = parts.path.rstrip("/")
         self._token = token  # a str, or an Identity: its token may change, and it hears of 401s
-        self._timeout = timeout
+        self.timeout = timeout  # seconds per request, unless a request says otherwise
         self._conn = None
         self.last_status = None
 
@@ -64,7 +64,7 @@ class ServerClient:
             data = json.dumps(body, separators=(",", ":")).encode()
         if data is not None:
             headers["Content-Type"] = content_type
-        timeout = self._timeout if timeout is None else timeout
+        timeout = self.timeout if timeout is None else timeout
         for attempt in (1, 2):
             # A kept-alive connection the server has closed since its last use
             # fails at once: one more try on a fresh one, never after a timeout.

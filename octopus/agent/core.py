@@ -14,26 +14,29 @@ from octopus import __version__
 from octopus.agent.client import (Backoff, ServerClient, ServerError, Unreachable, local_address,
                                   log_failure as _log_failure)
 from octopus.agent.identity import Identity
-from octopus.agent.isolation import switch_to
-from octopus.agent.outbox import Outbox, oldest
+from octopus.agent.outbox import Outbox
 from octopus.agent.pace import Pace
 from octopus.agent.plugins import PluginCache, PluginError
-from octopus.agent.runner import Runner
+from octopus.agent.reporting import Reporting, seconds_left
+from octopus.agent.runner import STOP_WAIT, Runner
+from octopus.agent.sessions import KILL_GRACE
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
 
-KILL_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when a run is stopped
 WATCH_TICK = 0.1        # seconds: how late a timeout may be noticed
 MAX_STOPPING = 10000    # run ids remembered as being stopped
+STOP_LIMIT = 7.0        # seconds stop() takes at most, all steps together (cli.py waits 8)
+GOODBYE_TIME = 1.5      # of those, kept for the goodbye, whatever the steps before took
 
 
 def agent_name(config):
     return config.CLIENT_ID or socket.gethostname()
 
 
-class Agent:
-    def __init__(self, config, token, on_exit=None):
+class Agent(Reporting):
+    def __init__(self, config, token, on_exit=None, run_as=None):
+        """``run_as``: the user workers switch to (isolation.workers_user), or None."""
         self.config = config
         self.name = agent_name(config)
         home = config.path("agent")
@@ -45,7 +48,7 @@ class Agent:
         self._runner = Runner(os.path.join(home, "tmp"), self._on_done,
                               output_limit=config.MAX_OUTPUT,
                               runs_per_worker=config.RUNS_PER_WORKER,
-                              run_as=switch_to(getattr(config, "RUN_AS", "")))
+                              run_as=run_as)
         self._outbox = Outbox(os.path.join(home, "outbox"))
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -140,62 +143,6 @@ class Agent:
         """The local API's cancel: as the server's, for a run this agent holds."""
         return self._cancel(run_id, held_only=True)
 
-    def report(self, client):
-        """Send finished results; returns how many the server settled (acked or refused)."""
-        with self._lock:
-            batch = oldest(self._pending)
-        return self._send(client, batch) if batch else 0
-
-    def _send(self, client, batch):
-        try:
-            reply = client.request("POST", "/agent/results",
-                                   {"client": self.name, "results": batch})
-        except ServerError as e:
-            if e.status == 409:  # we hold none of these runs any more: another try has them
-                log.warning("Server fenced the results of runs %s: %s",
-                            ", ".join(str(r["id"]) for r in batch), e.message)
-                self._settled({r["id"] for r in batch})
-                return len(batch)
-            if e.status not in (400, 413):
-                raise
-            return self._refused(client, batch, e)
-        done = set(reply["acked"])
-        for item in reply["rejected"]:
-            log.warning("Server refused the result of run %s: %s", item["id"], item["reason"])
-            done.add(item["id"])
-        self._settled(done)
-        return len(done)
-
-    def _refused(self, client, batch, error):
-        """A batch the server will not take must not block the queue behind it.
-
-        Results go one by one; one refused alone is replaced by a small failed
-        result saying why, and dropped if even that is refused.
-        """
-        if len(batch) > 1:
-            return sum(self._send(client, [item]) for item in batch)
-        [item] = batch
-        if item.get("mended"):
-            log.error("Result of run %s dropped: the server refused it (%s)", item["id"], error)
-            self._settled({item["id"]})
-            return 1
-        log.warning("Server refused the result of run %s (%s); reporting a failure instead",
-                    item["id"], error)
-        mended = {"id": item["id"], "lease": item.get("lease"), "status": "failed",
-                  "output": None, "mended": True,
-                  "duration": item.get("duration"), "result": run_error(
-                      "ReportRefused", "the server refused this run's result: %s" % error.message)}
-        with self._lock:
-            self._pending = [mended if r is item else r for r in self._pending]
-        return self._send(client, [mended])
-
-    def _settled(self, ids):
-        with self._lock:
-            self._pending = [r for r in self._pending if r["id"] not in ids]
-            for run_id in ids:
-                self._stopping.pop(run_id, None)
-        self._outbox.remove(ids)
-
     # -- runs ---------------------------------------------------------------
 
     def _start(self, run):
@@ -252,7 +199,10 @@ class Agent:
         # less on every run.  Anything else (and everything while reports are
         # failing: this thread must keep reading the launcher) is left to the
         # report loop.
-        if self._report_later.is_set() or not self._reporting.acquire(blocking=False):
+        # While stopping (these are the launcher's last words), stop() reports
+        # within its deadline: a request from here would hold it up.
+        if (self._stop.is_set() or self._report_later.is_set()
+                or not self._reporting.acquire(blocking=False)):
             self._report_later.set()
             return
         try:
@@ -334,28 +284,6 @@ class Agent:
             if reply is not None and not reply["runs"] and not reply["waited"]:
                 self._stop.wait(self._pace.capped(reply.get("retry_after")))  # at the waiter cap
 
-    def _report_loop(self):
-        """Send what the quick path in _on_done could not, retrying until it is acked."""
-        client, backoff = self._client(), Backoff(base=self.config.RETRY_DELAY or 0.5)
-        attempts = 0
-        while not self._stop.is_set():
-            if not self._report_later.wait(1.0):
-                continue
-            self._report_later.clear()
-            try:
-                with self._reporting:
-                    while self.report(client):
-                        pass
-                attempts = 0
-                backoff.reset()
-            except Exception as e:
-                self._report_later.set()
-                attempts += 1
-                delay = (self.config.RETRY_DELAY if attempts <= self.config.MAX_RETRY_ATTEMPTS
-                         else backoff.next_delay())
-                _log_failure("Reporting %d results" % len(self._pending), e, delay)
-                self._stop.wait(delay)
-
     def _revoked(self):  # the server refused this agent's credential: stop, exit non-zero
         self.exit_code = 3
         self._stop.set()
@@ -378,35 +306,30 @@ class Agent:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout=5.0):
-        """Stop asking for work, stop running runs, send what can be sent.
-        Bounded: runs get STOP_WAIT, reports ``timeout``, the goodbye 2 s;
-        results not sent by then stay in the outbox for the next start."""
+    def stop(self, timeout=STOP_LIMIT):
+        """Stop asking for work, stop running runs, send what can be sent, say goodbye.
+
+        Bounded by ``timeout`` in all: the runs get at most STOP_WAIT of it,
+        reports what is left but GOODBYE_TIME, and the goodbye (which makes the
+        server take this agent offline at once) the rest; results not sent by
+        then stay in the outbox for the next start."""
+        deadline = time.monotonic() + timeout
+        goodbye_at = deadline - min(GOODBYE_TIME, timeout / 2)
         self._stop.set()
         if self._local_api is not None:
             self._local_api.close()
-        self._runner.close()
-        client = self._client(timeout=timeout)
+        self._runner.close(seconds_left(goodbye_at, STOP_WAIT))
         if self._identity.revoked:  # the server would refuse anything more
             return log.info("Agent %s stopped", self.name)
-        deadline = time.monotonic() + timeout
-        # A report in flight (its own timeout is longer) is waited for only so long.
-        if self._reporting.acquire(timeout=timeout):
-            try:
-                while time.monotonic() < deadline and self.report(client):
-                    pass
-            except Exception as e:
-                _log_failure("Reporting %d results before stopping" % len(self._pending), e)
-            finally:
-                self._reporting.release()
-        client = self._client(timeout=2.0)
+        self._report_until(goodbye_at)
+        client = self._client(timeout=max(0.1, deadline - time.monotonic()))
         try:  # so the server stops handing this process work at once
             client.request("POST", "/heartbeat", {"client": self.name, "instance": self._instance,
                                                   "stopping": True})
         except Exception as e:
             _log_failure("Saying goodbye", e)
+        client.close()
         log.info("Agent %s stopped", self.name)
-
 
 def _failed(run_id, kind, message):
     return {"id": run_id, "status": "failed", "output": "", "duration": 0.0,

@@ -54,12 +54,16 @@ def resolve_run_as(text):
             "groups": sorted(set(os.getgrouplist(user, gid)))}
 
 
-def switch_to(text):
-    """The user workers switch to: RUN_AS, unless it names the agent's own user
-    and group (start-up refuses any other while the agent is not root)."""
+def workers_user(text):
+    """The user workers switch to, from RUN_AS: None when it is empty or names
+    the agent's own user and group.  Raises ValueError when it names anyone
+    else and the agent is not root (only root can switch users)."""
     run_as = resolve_run_as(text)
     if run_as is None or (run_as["uid"] == os.geteuid() and run_as["gid"] == os.getegid()):
         return None
+    if os.geteuid() != 0:
+        raise ValueError("RUN_AS=%s: the agent is not running as root, so it cannot run "
+                         "tasks as another user" % text)
     return run_as
 
 
@@ -77,7 +81,11 @@ def runs_base(workdir, run_as):
     if run_as is None:
         return workdir
     base = tempfile.mkdtemp(prefix="octopus-runs-")
-    os.chown(base, run_as["uid"], run_as["gid"])
+    try:
+        os.chown(base, run_as["uid"], run_as["gid"])
+    except OSError:
+        remove_run_dir(base)
+        raise
     return base
 
 

@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
-from octopus.agent.isolation import clean_env
+from octopus.agent import isolation
 from octopus.constants import run_error
 
 log = logging.getLogger("octopus.agent")
@@ -35,6 +36,12 @@ _LAUNCHER = ("import os, sys\n"
              "from octopus.agent.zygote import main; main()")
 STOP_WAIT = 5.0    # seconds the launcher gets to stop its runs before it is killed
 CHUNK = 1 << 16    # bytes per write
+# A launcher that exits is started again after RESTART_FIRST seconds if it had
+# lived LIVED_LONG, else after twice the last delay (up to RESTART_MAX): one
+# that cannot start must not be restarted in a tight loop.
+RESTART_FIRST = 0.5
+RESTART_MAX = 30.0
+LIVED_LONG = 10.0
 
 
 class Runner:
@@ -51,6 +58,8 @@ class Runner:
         self._link = None
         self._active = {}  # run id -> process group of the run, once started
         self._closing = False
+        self._closed = threading.Event()  # set by close(): a pending restart is dropped
+        self._restart_delay = 0.0
 
     @property
     def _proc(self):
@@ -58,15 +67,23 @@ class Runner:
         return link.proc if link is not None else None
 
     def start(self):
+        """Start a launcher; raises OSError if it cannot be (its RUN_AS folder
+        cannot be made, no process to be had)."""
         # Runs are forked from the launcher: what it is started with is all
         # they inherit (no OCTOPUS_* setting, no token, not the agent's folder).
-        env = clean_env(os.environ)
+        env = isolation.clean_env(os.environ)
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         os.makedirs(self._workdir, exist_ok=True)
-        link = _Launcher([sys.executable, "-c", _LAUNCHER % _PACKAGE_ROOT, self._workdir,
-                          str(self._runs_per_worker), json.dumps(self._run_as)],
-                         env, self._workdir, self._read)
+        # Made here, not in the launcher: a failure is one error, not a launcher crash.
+        runs_base = isolation.runs_base(self._workdir, self._run_as)
+        try:
+            link = _Launcher([sys.executable, "-c", _LAUNCHER % _PACKAGE_ROOT, self._workdir,
+                              str(self._runs_per_worker), json.dumps(self._run_as), runs_base],
+                             env, self._workdir, self._read, runs_base)
+        except BaseException:
+            self._remove_runs_base(runs_base)
+            raise
         with self._lock:
             closing = self._closing
             if not closing:
@@ -75,6 +92,10 @@ class Runner:
             link.stop()
             return
         log.info("Run launcher started (pid %d)", link.proc.pid)
+
+    def _remove_runs_base(self, runs_base):
+        if runs_base != self._workdir:  # RUN_AS's folder in the system's temp
+            isolation.remove_run_dir(runs_base)
 
     def submit(self, run_id, path, action, args, kwargs, task_id=None, keep_processes=False):
         """Start a run; unless ``keep_processes``, what it leaves running is stopped."""
@@ -148,16 +169,38 @@ class Runner:
             else:
                 self._on_done(_failure(run_id, "LauncherDied", "the agent's run launcher exited "
                                        "(code %s)" % proc.returncode))
+        self._remove_runs_base(link.runs_base)  # it removes it itself, unless killed
         if not closing:
-            log.error("Run launcher exited with code %s; restarting it", proc.returncode)
-            self.start()
+            self._restart_later(time.monotonic() - link.started, proc.returncode)
+
+    def _restart_later(self, lived, code):
+        delay = (RESTART_FIRST if lived > LIVED_LONG
+                 else min(RESTART_MAX, max(RESTART_FIRST, 2 * self._restart_delay)))
+        self._restart_delay = delay
+        log.error("Run launcher exited with code %s; restarting it in %gs", code, delay)
+        threading.Thread(target=self._restart, args=(delay,), name="runner-restart",
+                         daemon=True).start()
+
+    def _restart(self, delay):
+        """Start a launcher after ``delay``, trying again (longer each time) until one
+        starts or we close; runs submitted meanwhile fail at once (LauncherDied)."""
+        while not self._closed.wait(delay):
+            try:
+                return self.start()
+            except Exception as e:  # EMFILE, ENOMEM, a full temp folder: try again later
+                delay = self._restart_delay = min(RESTART_MAX, 2 * delay)
+                log.error("Run launcher could not be started (%s); trying again in %gs",
+                          e, delay)
 
     def close(self, timeout=STOP_WAIT):
         """Stop the launcher; runs still going are killed with it.  Bounded:
-        a launcher that has not gone after ``timeout`` is killed."""
+        a launcher that has not gone after ``timeout`` is killed, and what it
+        said last is waited for only as long as is left of ``timeout``."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closing = True
             link = self._link
+        self._closed.set()
         if link is None:
             return
         link.stop()
@@ -166,8 +209,8 @@ class Runner:
         except subprocess.TimeoutExpired:
             log.error("Run launcher did not stop within %gs: killing it", timeout)
             link.proc.kill()
-        # Its last words (runs it stopped) are handled before we return.
-        link.reader.join(timeout)
+        # Its last words (runs it stopped) are handled before we return, if in time.
+        link.reader.join(max(0.1, deadline - time.monotonic()))
 
 
 class _Launcher:
@@ -178,7 +221,9 @@ class _Launcher:
     buffer for the writer thread, which waits for room without any lock.
     """
 
-    def __init__(self, argv, env, cwd, read):
+    def __init__(self, argv, env, cwd, read, runs_base):
+        self.runs_base = runs_base  # where its workers make run folders
+        self.started = time.monotonic()
         stdin_r, self._stdin = os.pipe()
         try:
             self.proc = subprocess.Popen(argv, stdin=stdin_r, stdout=subprocess.PIPE, env=env,

@@ -1,26 +1,32 @@
-"""What a finished run left running in its worker's session, and stopping it.
+"""Stopping the processes of a run's session: SIGTERM, then SIGKILL after a grace.
 
 A worker leads its own session (os.setsid) and is reused for the next run, so
 when a run ends the session's other members are what that run left behind:
-background jobs of a shell, daemons, children never waited for.  They get
-SIGTERM at once and SIGKILL after a grace; the worker itself is never
-signalled.  Linux lists sessions in /proc; elsewhere there is nothing to find.
+background jobs of a shell, daemons, children never waited for.  They are
+swept: SIGTERM at once and SIGKILL after a grace, never the worker itself.  A
+run that is cancelled or times out has its whole session stopped, worker
+included.  Linux lists sessions in /proc; elsewhere only the worker's process
+group can be reached.
 """
 import os
 import signal
 import time
 
-PR_GET_CHILD_SUBREAPER = 37
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, unless the agent says otherwise
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class Sweeper:
-    """SIGTERM what runs left now, SIGKILL what is still there after ``grace``."""
+    """SIGTERM now, SIGKILL after a grace: what runs left (``sweep``), or whole
+    sessions (``stop_session``).  ``adopts``: this process is a subreaper
+    (become_subreaper), so what a run leaves is its child or its worker's."""
 
-    def __init__(self, grace, clock=time.monotonic):
+    def __init__(self, grace, adopts=False, clock=time.monotonic):
         self._grace = grace
         self._clock = clock
-        self._due = []  # (when to SIGKILL, session id, {pid: start time}) per swept run
-        self._adopts = None  # whether this process adopts orphans (a subreaper), once known
+        # (when to SIGKILL, session id, {pid: start time} swept, or None: all of it)
+        self._due = []
+        self._adopts = adopts
 
     def sweep(self, sid, spare, workers=()):
         """Stop the members of session ``sid`` but ``spare`` (the worker).
@@ -43,14 +49,24 @@ class Sweeper:
         stat costs milliseconds per run on a busy host; these lists cost a
         few reads (one more per orphan of another session, such as a kept one).
         """
-        if self._adopts is None:
-            self._adopts = _is_subreaper()
         if not self._adopts:
             return False
         theirs, mine = children(spare), children(os.getpid())
         if theirs != [] or mine is None:
             return False
         return all(_session_of(pid) not in (sid, None) for pid in set(mine) - set(workers))
+
+    def stop_session(self, sid, grace):
+        """SIGTERM everything in session ``sid``, its worker too; SIGKILL after ``grace``.
+
+        Tracked apart from the worker: it may be reaped long before a
+        grandchild that ignores SIGTERM is gone."""
+        signal_session(sid, signal.SIGTERM)
+        self._due.append((self._clock() + grace, sid, None))
+
+    def stopping(self):
+        """Session ids being stopped whole (stop_session), not yet past their grace."""
+        return [sid for _, sid, left in self._due if left is None]
 
     def next_deadline(self):
         return min(due[0] for due in self._due) if self._due else None
@@ -62,8 +78,37 @@ class Sweeper:
             return
         self._due = [d for d in self._due if d[0] > now]
         for _, sid, left in due:
+            if left is None:
+                signal_session(sid, signal.SIGKILL)
+                continue
             for pid in descendants(session_procs(sid), left):
                 signal_pid(pid, signal.SIGKILL)
+
+
+def signal_session(sid, sig):
+    """Signal every process in session ``sid``: a worker and all a run started.
+
+    A run's children may make process groups of their own (as shells do), but
+    only setsid() takes them out of the worker's session.  Linux lists
+    sessions in /proc; elsewhere the worker's process group has to do.
+    """
+    try:
+        os.killpg(sid, sig)
+    except OSError:
+        pass
+    for pid in session_procs(sid):
+        signal_pid(pid, sig)
+
+
+def become_subreaper():
+    """On Linux, adopt the orphans of our runs, so the launcher reaps them; True if so."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def signal_pid(pid, sig):
@@ -97,18 +142,6 @@ def _session_of(pid):
             return int(f.read().rsplit(b")", 1)[1].split()[3])
     except (OSError, IndexError, ValueError):
         return None
-
-
-def _is_subreaper():
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        flag = ctypes.c_int(0)
-        asked = libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
-        return asked == 0 and flag.value == 1
-    except (OSError, AttributeError):
-        return False
 
 
 def session_procs(sid):

@@ -45,33 +45,34 @@ def serve(cmd_fd, result_fd, workdir, max_runs, codes, run_as=None):
                 run_dir, problem = None, e
             line = next(lines, None)
             if line is None:  # the launcher closed our pipe: stop
+                if run_dir is not None:  # made for a run that never came
+                    isolation.remove_run_dir(run_dir)
                 break
             if problem is not None:
                 write_all(result_fd, json.dumps({"status": "failed", "result": error(problem),
                                                  "output": "", "duration": 0.0}).encode() + b"\n")
                 continue
             msg = dict(json.loads(line), dir=run_dir)
-            write_all(result_fd, run_one(msg, codes, workdir, null, home))
-            isolation.remove_run_dir(run_dir)
-        if run_dir is not None:
+            reap_children()  # what the sweeper killed after the last run
+            outcome = run_one(msg, codes, null, home)
+            reap_children()  # so the sweeper's quick look finds no child of ours
+            write_all(result_fd, outcome)
             isolation.remove_run_dir(run_dir)
         status = 0
     finally:
         os._exit(status)
 
 
-def run_one(msg, codes, workdir, null, home):
-    """Do one run; returns its outcome as one JSON line."""
-    run_dir = msg.get("dir")
-    out_fd = _output_file(run_dir or workdir)
+def run_one(msg, codes, null, home):
+    """Do one run in its folder ``msg["dir"]``; returns its outcome as one JSON line."""
+    out_fd = _output_file(msg["dir"])
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     started = time.monotonic()
     try:
-        if run_dir:
-            os.chdir(run_dir)
-            os.environ.clear()
-            os.environ.update(isolation.run_env(home[1], msg))
+        os.chdir(msg["dir"])
+        os.environ.clear()
+        os.environ.update(isolation.run_env(home[1], msg))
         module = types.ModuleType(os.path.basename(msg["path"])[:-3])
         module.__file__ = msg["path"]
         import_plugin(codes, msg, module)
@@ -280,6 +281,17 @@ def _lines(fd):
             buffer += data
         line, buffer = buffer.split(b"\n", 1)
         yield line
+
+
+def reap_children():
+    """Collect the exit of every child that has ended: a run's children it never
+    waited for would stay zombies of this worker, and the sweeper would then
+    search all of /proc after every later run of it."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:  # none left
+        pass
 
 
 def write_all(fd, data):

@@ -22,12 +22,11 @@ import time
 
 from octopus.agent import isolation, worker as worker_code
 from octopus.agent.outlet import Outlet
-from octopus.agent.sessions import Sweeper, session_procs, signal_pid
+from octopus.agent.sessions import (KILL_GRACE, Sweeper, become_subreaper, signal_pid,
+                                    signal_session)
 from octopus.constants import run_error
 
-KILL_GRACE = 5.0
 STOP_GRACE = 2.0   # seconds runs get to end on SIGTERM when the agent stops
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker:
@@ -47,9 +46,10 @@ class Worker:
 
 
 class Zygote:
-    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None):
+    def __init__(self, infile, outfile, workdir, runs_per_worker=100, run_as=None,
+                 runs_base=None):
         self._run_as = run_as
-        self._runs_base = isolation.runs_base(workdir, run_as)
+        self._runs_base = runs_base or workdir  # with RUN_AS, a folder the agent made
         self._in = infile
         self._out = Outlet(outfile.fileno())  # to the agent: never waits for it to read
         self._workdir = workdir
@@ -57,11 +57,12 @@ class Zygote:
         self._codes = {}      # compiled plugins, inherited by workers forked later
         self._workers = {}    # pid -> Worker
         self._idle = []       # Workers waiting for a run
-        self._killing = {}    # session id of a stopped run -> when to SIGKILL what is left
         self._keep = set()    # ids of runs going on whose processes outlive them
-        self._sweeper = Sweeper(KILL_GRACE)  # stops what ended runs left running
+        # Stops what ended runs left running, and stopped runs' sessions.  As a
+        # subreaper (Linux) we adopt the orphans of our runs, so _reap collects them.
+        self._sweeper = Sweeper(KILL_GRACE, adopts=become_subreaper())
         self._fork_failed_at = None
-        self._closing = False
+        self._agent_lost = False  # its pipe to the agent broke: the agent is gone
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
 
@@ -73,12 +74,15 @@ class Zygote:
         os.set_blocking(wake_r, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *a: None)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
-        _become_subreaper()
+        # The agent decides when we stop (it closes our stdin): a signal to its
+        # whole process group (Ctrl-C, systemd's stop, kill -TERM -pgid) must
+        # not end us before we have stopped and reported our runs.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         os.set_blocking(self._in.fileno(), False)
         self._selector.register(self._in.fileno(), selectors.EVENT_READ, "in")
         self._selector.register(wake_r, selectors.EVENT_READ, "wake")
-        while True:
+        while not self._agent_lost:
             events = self._selector.select(timeout=self._next_timeout())
             for key, _ in events:
                 if key.data == "in":
@@ -91,10 +95,10 @@ class Zygote:
                 else:
                     self._read_result(key.data)
             self._reap()
-            self._escalate_kills()
             self._sweeper.finish(time.monotonic())
             if not events and not self._idle:
                 self._keep_one_idle()
+        return self._shutdown()
 
     def _next_timeout(self):
         now = time.monotonic()
@@ -102,10 +106,8 @@ class Zygote:
             # Fork the next worker once idle, or after 2 ms of runs going on,
             # so the fork never delays a result.
             return 0.002 if self._workers else 0.0
-        deadlines = list(self._killing.values()) + [self._sweeper.next_deadline()]
-        if any(deadlines):
-            return max(0.0, min(filter(None, deadlines)) - now)
-        return 1.0
+        deadline = self._sweeper.next_deadline()
+        return 1.0 if deadline is None else max(0.0, deadline - now)
 
     def _read_commands(self):
         try:
@@ -137,8 +139,8 @@ class Zygote:
         try:
             outlet.flush()
         except OSError:
-            if outlet is self._out:  # the agent is gone: so are its runs
-                self._agent_gone()
+            if outlet is self._out:  # the agent is gone: so are its runs (see serve)
+                self._agent_lost = True
             outlet.discard()  # a dead worker's pipe: _reap reports its run
         self._watch(outlet)
 
@@ -149,12 +151,6 @@ class Zygote:
             else:
                 self._selector.unregister(outlet.fd)
             outlet.registered = outlet.pending
-
-    def _agent_gone(self):
-        if not self._closing:
-            self._closing = True
-            self._shutdown()
-        sys.exit(0)
 
     # -- workers ----------------------------------------------------------
 
@@ -215,7 +211,7 @@ class Zygote:
                 self._watch(worker.cmd)
                 return worker
             except OSError:  # it died while idle: drop it, take a fresh one
-                _signal_session(worker.pid, signal.SIGKILL)
+                signal_session(worker.pid, signal.SIGKILL)
                 worker.runs_left = 0
         raise OSError("no worker process would take the run")
 
@@ -243,7 +239,7 @@ class Zygote:
                 done = _done(worker.run_id, "failed", run_error(
                     "BadWorkerReply", "the run's process wrote an unreadable result"), "", 0.0)
                 worker.runs_left = 0
-                _signal_session(worker.pid, signal.SIGKILL)
+                signal_session(worker.pid, signal.SIGKILL)
             self._send(done)
             self._run_ended(worker)
             worker.run_id = None
@@ -285,10 +281,7 @@ class Zygote:
         for worker in self._workers.values():
             if worker.run_id == run_id and not worker.stopping:
                 worker.stopping = True
-                _signal_session(worker.pid, signal.SIGTERM)
-                # Tracked apart from the worker: it may be reaped long before
-                # a grandchild that ignores SIGTERM is gone.
-                self._killing[worker.pid] = time.monotonic() + grace
+                self._sweeper.stop_session(worker.pid, grace)
 
     def _run_ended(self, worker):
         """The run ``worker`` did has ended: stop what it left in the session.
@@ -309,19 +302,22 @@ class Zygote:
             worker.runs_left = 0
             signal_pid(worker.pid, signal.SIGKILL)
 
-    def _escalate_kills(self):
-        now = time.monotonic()
-        for sid, deadline in list(self._killing.items()):
-            if now >= deadline:
-                _signal_session(sid, signal.SIGKILL)
-                del self._killing[sid]
-
     def _shutdown(self):
-        """The agent is stopping: SIGTERM every run, SIGKILL what is left after a grace."""
+        """The agent is stopping (or gone): SIGTERM every run, SIGKILL what is
+        left after a grace, say which runs were stopped; RUN_AS's folder goes
+        whatever happens."""
+        try:
+            self._stop_all()
+        finally:
+            if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
+                isolation.remove_run_dir(self._runs_base)
+        return 0
+
+    def _stop_all(self):
         going = [(w.run_id, w.started) for w in self._workers.values() if w.run_id is not None]
-        sessions = list(self._workers) + list(self._killing)
+        sessions = list(self._workers) + self._sweeper.stopping()
         for sid in sessions:
-            _signal_session(sid, signal.SIGTERM)
+            signal_session(sid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while self._workers and time.monotonic() < deadline:
             try:
@@ -333,23 +329,20 @@ class Zygote:
             else:
                 time.sleep(0.02)
         for sid in sessions:
-            _signal_session(sid, signal.SIGKILL)
+            signal_session(sid, signal.SIGKILL)
         self._sweeper.finish(float("inf"))
         for pid in sessions:
             isolation.remove_worker_dirs(self._runs_base, pid)
-        if not self._closing:
-            self._closing = True
-            for run_id, started in going:
-                self._send(_done(run_id, "failed", run_error(
-                    "AgentStopped", "the agent stopped while this run was going"), "",
-                    time.monotonic() - started))
-            try:  # the agent reads until we exit; it kills us if we take too long
-                self._out.drain(time.monotonic() + STOP_GRACE)
-            except OSError:
-                pass
-        if self._runs_base != self._workdir:  # RUN_AS's folder in the system's temp
-            isolation.remove_run_dir(self._runs_base)
-        return 0
+        if self._agent_lost:  # nobody to tell
+            return
+        for run_id, started in going:
+            self._send(_done(run_id, "failed", run_error(
+                "AgentStopped", "the agent stopped while this run was going"), "",
+                time.monotonic() - started))
+        try:  # the agent reads until we exit; it kills us if we take too long
+            self._out.drain(time.monotonic() + STOP_GRACE)
+        except OSError:
+            pass
 
 
 def _exit_error(status, stopped):
@@ -367,39 +360,6 @@ def _done(run_id, status, result, output, duration):
             "output": output, "duration": round(duration, 6)}
 
 
-def _signal_session(sid, sig):
-    """Signal every process in session ``sid``: a worker and all a run started.
-
-    A run's children may make process groups of their own (as shells do), but
-    only setsid() takes them out of the worker's session.  Linux lists
-    sessions in /proc; elsewhere the worker's process group has to do.
-    """
-    try:
-        os.killpg(sid, sig)
-    except OSError:
-        pass
-    for pid in _session_members(sid):
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-def _session_members(sid):
-    return list(session_procs(sid))
-
-
-def _become_subreaper():
-    """On Linux, adopt the orphans of our runs, so _reap collects them."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _drain(fd):
     try:
         while os.read(fd, 4096):
@@ -412,12 +372,13 @@ def main():
     workdir = sys.argv[1]
     runs_per_worker = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     run_as = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    runs_base = sys.argv[4] if len(sys.argv) > 4 else None
     os.makedirs(workdir, exist_ok=True)
     for name in os.listdir(workdir):  # run folders a killed launcher left
         if name.startswith("run-"):
             isolation.remove_run_dir(os.path.join(workdir, name))
     sys.exit(Zygote(sys.stdin.buffer, sys.stdout.buffer, workdir, runs_per_worker,
-                    run_as).serve())
+                    run_as, runs_base).serve())
 
 
 if __name__ == "__main__":
