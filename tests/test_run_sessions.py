@@ -78,14 +78,20 @@ def test_a_run_that_keeps_its_processes_leaves_them_running(runner):
         os.kill(kept["child"], signal.SIGKILL)
 
 
-def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives():
-    # A session like a worker's: its leader is spared, its child ignores SIGTERM.
+def _session_with_a_child_that_ignores_sigterm():
+    """A session like a worker's: ``(leader, pid of a child ignoring SIGTERM)``."""
     leader = subprocess.Popen(
         ["/bin/sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; exec sleep 300"],
         stdout=subprocess.PIPE, start_new_session=True)
+    child = int(leader.stdout.readline())
+    wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
+    return leader, child
+
+
+def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives():
+    # A session like a worker's: its leader is spared, its child ignores SIGTERM.
+    leader, child = _session_with_a_child_that_ignores_sigterm()
     try:
-        child = int(leader.stdout.readline())
-        wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
         now = [time.monotonic()]
         sweeper = Sweeper(grace=5.0, clock=lambda: now[0])
         sweeper.sweep(leader.pid, spare=leader.pid)
@@ -103,12 +109,8 @@ def test_what_ignores_sigterm_is_killed_after_the_grace_and_the_spared_one_lives
 def test_a_stopped_session_is_killed_whole_after_its_grace():
     # A cancelled or timed-out run: its worker (the leader) goes too, and a
     # child that ignores SIGTERM is killed once the grace is over.
-    leader = subprocess.Popen(
-        ["/bin/sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; exec sleep 300"],
-        stdout=subprocess.PIPE, start_new_session=True)
+    leader, child = _session_with_a_child_that_ignores_sigterm()
     try:
-        child = int(leader.stdout.readline())
-        wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
         now = [time.monotonic()]
         sweeper = Sweeper(grace=5.0, clock=lambda: now[0])
         sweeper.stop_session(leader.pid, 2.0)
