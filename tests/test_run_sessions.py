@@ -83,8 +83,13 @@ def _session_with_a_child_that_ignores_sigterm():
     leader = subprocess.Popen(
         ["/bin/sh", "-c", "(trap '' TERM; exec sleep 300) & echo $!; exec sleep 300"],
         stdout=subprocess.PIPE, start_new_session=True)
-    child = int(leader.stdout.readline())
-    wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
+    try:
+        child = int(leader.stdout.readline())
+        wait_for(lambda: _cmdline(child).startswith(b"sleep"), 10, what="TERM ignored")
+    except BaseException:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
+        raise
     return leader, child
 
 
