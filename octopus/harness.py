@@ -180,6 +180,17 @@ class Cluster:
     def api(self, token=ADMIN_TOKEN):
         return Api(self.port, token)
 
+    def heartbeats(self, names):
+        """One heartbeat for each of ``names`` (clients that never ask for work)."""
+        beat = self.api(token=AGENT_TOKEN)
+        try:
+            for name in names:
+                status, body = beat.call("POST", "/heartbeat", {"client": name})
+                if status != 200:
+                    raise AssertionError("heartbeat of %s -> %d %s" % (name, status, body))
+        finally:
+            beat.close()
+
     def start_server(self, *extra, env=None, port=None, timeout=30.0):
         self.port = port or self.port or free_port()
         args = self.command + ["--server", "--host", "127.0.0.1", "--port", str(self.port),

@@ -386,14 +386,9 @@ def test_progress_redraws_at_most_ten_times_a_second_and_always_shows_the_end():
 
 def test_agents_lists_a_fleet_bigger_than_one_page(tmp_path):
     """GET /agents pages (at most 1000 an answer): the command reads every page."""
-    from octopus.harness import AGENT_TOKEN
-
     with Cluster(tmp_path / "big") as big:
         big.start_server()
-        beat = big.api(token=AGENT_TOKEN)
-        for i in range(1003):
-            assert beat.call("POST", "/heartbeat", {"client": "n%04d" % i})[0] == 200
-        beat.close()
+        big.heartbeats("n%04d" % i for i in range(1003))
         code, out, _ = octopus(big, "agents")
         assert code == 0 and "1003 agent(s), 1003 online" in out
         assert "n0000" in out and "n1002" in out

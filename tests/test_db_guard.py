@@ -88,7 +88,9 @@ def _corrupt(db_file, prefix="tasks"):
             f.write(b"\xa5" * page_size)
 
 
-def test_a_corrupt_database_answers_503_on_every_route(tmp_path, clock):
+def _corrupt_store(tmp_path, clock):
+    """``(path, store)``: a database with 20 tasks, its tasks table then made
+    garbage (_corrupt), opened again."""
     db_file = str(tmp_path / "octopus.db")
     store = Store(db_file, clock=clock)
     api = AppClient(tmp_path, store)
@@ -96,7 +98,11 @@ def test_a_corrupt_database_answers_503_on_every_route(tmp_path, clock):
         assert api.call("POST", "/tasks", ECHO).status_code == 201
     store.close()  # checkpointed: everything in the main file
     _corrupt(db_file)
-    store = Store(db_file, clock=clock)
+    return db_file, Store(db_file, clock=clock)
+
+
+def test_a_corrupt_database_answers_503_on_every_route(tmp_path, clock):
+    db_file, store = _corrupt_store(tmp_path, clock)
     try:
         api = AppClient(tmp_path, store)
         # The first request finds it, whichever it is; every one after says it at once.
@@ -134,14 +140,7 @@ def test_a_server_started_on_a_database_too_corrupt_to_start_says_so_and_exits(t
 
 
 def test_a_corrupt_database_found_by_a_read_is_503_too(tmp_path, clock):
-    db_file = str(tmp_path / "octopus.db")
-    store = Store(db_file, clock=clock)
-    api = AppClient(tmp_path, store)
-    for _ in range(20):
-        assert api.call("POST", "/tasks", ECHO).status_code == 201
-    store.close()
-    _corrupt(db_file)
-    store = Store(db_file, clock=clock)
+    db_file, store = _corrupt_store(tmp_path, clock)
     try:
         api = AppClient(tmp_path, store)
         r = api.call("GET", "/tasks")
